@@ -1,0 +1,643 @@
+/**
+ * A deterministic simulation of a whole Ensemble Raft cluster: the real machine (pure steps),
+ * an in-memory disk that loses unsynced writes on a crash, a virtual network with loss, delay,
+ * reordering, duplication and partitions, a nemesis that crashes, partitions, reconfigures and
+ * transfers leadership, and a client that writes and reads through ReadIndex. Everything is
+ * drawn from one seed, so a failing run replays exactly.
+ *
+ * Safety is checked as the run goes (checker.ts); liveness once the faults have healed.
+ */
+import {
+  type Effect,
+  type Entry,
+  type Message,
+  nextRandom,
+  type RaftEvent,
+  type RaftMachine,
+  type RaftOptions,
+  type RaftSnapshot,
+  raftMachine,
+  type SnapshotMeta,
+  seedFrom,
+  startRaft,
+  stepRaft,
+} from '../../machines/raft/index.ts';
+import { lastIndex } from '../../machines/raft/state.ts';
+import { Checker, type Violation } from './checker.ts';
+import { SimDisk, type SimState } from './disk.ts';
+import { Agenda } from './heap.ts';
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly nodes: number;
+  /** Events processed while faults are injected; then faults heal and liveness is checked. */
+  readonly steps: number;
+  readonly faults?: boolean;
+  /** A machine with broken parts (through `raftMachine.provide`), to prove the checker works. */
+  readonly machine?: RaftMachine;
+  /** Runtime mistakes the checker must catch: sending answers before the write is durable. */
+  readonly unsafeSendBeforePersist?: boolean;
+  readonly raft?: Partial<RaftOptions>;
+  /** Stop at the first violation (the default) or collect all. */
+  readonly stopOnViolation?: boolean;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly steps: number;
+  readonly time: number;
+  readonly commits: number;
+  readonly acked: number;
+  readonly reads: number;
+  readonly elections: number;
+  readonly crashes: number;
+  readonly snapshotsInstalled: number;
+  readonly configChanges: number;
+  readonly transfers: number;
+  readonly violations: readonly Violation[];
+  readonly trace: readonly string[];
+}
+
+const TICK_MS = 10;
+const LIVENESS_MS = 6000;
+
+type AgendaItem =
+  | { readonly kind: 'tick'; readonly node: string; readonly life: number }
+  | { readonly kind: 'deliver'; readonly from: string; readonly to: string; readonly message: Message }
+  | { readonly kind: 'diskDone'; readonly node: string; readonly life: number }
+  | { readonly kind: 'restart'; readonly node: string }
+  | { readonly kind: 'client' }
+  | { readonly kind: 'nemesis' }
+  | { readonly kind: 'heal' };
+
+interface Write {
+  readonly effect: Extract<Effect, { type: 'persist' } | { type: 'restore' }>;
+  readonly seq: number;
+}
+
+interface PendingRead {
+  readonly id: string;
+  readonly index: number;
+  readonly floor: number;
+}
+
+export class SimNode {
+  snap: RaftSnapshot | null = null;
+  life = 0;
+  sm: SimState;
+  writes: Write[] = [];
+  issued = 0;
+  completed = 0;
+  lastDiskTime = 0;
+  held: { barrier: number; to: string; message: Message }[] = [];
+  proposals = new Map<string, number>();
+  reads: PendingRead[] = [];
+  readFloors = new Map<string, number>();
+  takenSnapshot: SimState | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly disk: SimDisk,
+  ) {
+    this.sm = { ...disk.snapshotData };
+  }
+
+  get up(): boolean {
+    return this.snap !== null;
+  }
+}
+
+export class Simulation {
+  readonly nodes = new Map<string, SimNode>();
+  readonly checker: Checker;
+  private readonly agenda = new Agenda<AgendaItem>();
+  private readonly machine: RaftMachine;
+  private rng: number;
+  now = 0;
+  steps = 0;
+  private healed = false;
+  private healedAt = 0;
+  private probeAckedAt = -1;
+  private blocked = new Set<string>();
+  private loss = 0;
+  private dup = 0;
+  private clientSeq = 0;
+  private leaderGuess: string | null = null;
+  private readonly traceRing: string[] = [];
+  readonly stats = {
+    commits: 0,
+    acked: 0,
+    reads: 0,
+    crashes: 0,
+    snapshotsInstalled: 0,
+    configChanges: 0,
+    transfers: 0,
+  };
+
+  constructor(readonly opts: SimOptions) {
+    this.rng = seedFrom('simulation', opts.seed);
+    this.machine = opts.machine ?? raftMachine;
+    const voters = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
+    const spare = `n${opts.nodes + 1}`;
+    this.checker = new Checker(this, opts.stopOnViolation ?? true);
+    const boot: SnapshotMeta = { index: 0, term: 0, config: { voters, learners: [] } };
+    for (const id of voters) this.nodes.set(id, new SimNode(id, new SimDisk(boot)));
+    // The spare starts empty, knowing no configuration: it joins only when added.
+    this.nodes.set(
+      spare,
+      new SimNode(spare, new SimDisk({ index: 0, term: 0, config: { voters: [], learners: [] } })),
+    );
+    for (const node of this.nodes.values()) this.boot(node);
+    this.agenda.push(5, { kind: 'client' });
+    if (opts.faults !== false) this.agenda.push(200, { kind: 'nemesis' });
+  }
+
+  random(): number {
+    const [v, s] = nextRandom(this.rng);
+    this.rng = s;
+    return v;
+  }
+
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.random() * (hi - lo + 1));
+  }
+
+  pick<T>(items: readonly T[]): T | undefined {
+    return items.length === 0 ? undefined : items[Math.floor(this.random() * items.length)];
+  }
+
+  trace(line: string): void {
+    if (this.traceRing.length >= 60) this.traceRing.shift();
+    this.traceRing.push(`t=${this.now} ${line}`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The run.
+
+  run(): SimResult {
+    const chaosEnd = this.opts.steps;
+    let item = this.agenda.pop();
+    while (item !== undefined) {
+      const [time, ev] = item;
+      this.now = time;
+      this.steps++;
+      if (!this.healed && this.steps >= chaosEnd) this.heal();
+      this.handle(ev);
+      if (this.checker.stopped) break;
+      if (this.healed && (this.probeAckedAt >= 0 || this.now - this.healedAt > LIVENESS_MS)) break;
+      item = this.agenda.pop();
+    }
+    if (!this.checker.stopped) {
+      if (this.probeAckedAt < 0) {
+        this.checker.violate(
+          'liveness',
+          `no write committed within ${LIVENESS_MS} ms after faults healed (leader: ${this.currentLeader() ?? 'none'})`,
+        );
+      }
+      this.checker.finalCheck();
+    }
+    return {
+      seed: this.opts.seed,
+      nodes: this.opts.nodes,
+      steps: this.steps,
+      time: this.now,
+      commits: this.stats.commits,
+      acked: this.stats.acked,
+      reads: this.stats.reads,
+      elections: this.checker.elections,
+      crashes: this.stats.crashes,
+      snapshotsInstalled: this.stats.snapshotsInstalled,
+      configChanges: this.stats.configChanges,
+      transfers: this.stats.transfers,
+      violations: this.checker.violations,
+      trace: this.traceRing.slice(),
+    };
+  }
+
+  private handle(ev: AgendaItem): void {
+    switch (ev.kind) {
+      case 'tick': {
+        const node = this.nodes.get(ev.node)!;
+        if (!node.up || node.life !== ev.life) return;
+        this.step(node, { type: 'raft.tick' });
+        this.agenda.push(this.now + TICK_MS, ev);
+        return;
+      }
+      case 'deliver': {
+        const node = this.nodes.get(ev.to)!;
+        if (!node.up || this.blocked.has(`${ev.from}>${ev.to}`)) return;
+        this.trace(`${ev.to} <- ${describe(ev.message)}`);
+        this.step(node, ev.message);
+        return;
+      }
+      case 'diskDone':
+        return this.diskDone(ev.node, ev.life);
+      case 'restart':
+        return this.restart(this.nodes.get(ev.node)!);
+      case 'client':
+        this.client();
+        this.agenda.push(this.now + this.int(2, 12), ev);
+        return;
+      case 'nemesis':
+        if (this.healed) return;
+        this.nemesis();
+        this.agenda.push(this.now + this.int(40, 250), ev);
+        return;
+      case 'heal':
+        return this.heal();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Nodes: boot, crash, restart, step, effects.
+
+  private boot(node: SimNode): void {
+    node.life++;
+    node.sm = { ...node.disk.snapshotData };
+    node.writes = [];
+    node.issued = 0;
+    node.completed = 0;
+    node.held = [];
+    node.proposals.clear();
+    node.reads = [];
+    node.readFloors.clear();
+    node.takenSnapshot = null;
+    const [snap, effects] = startRaft(
+      {
+        id: node.id,
+        log: node.disk.log,
+        hardState: node.disk.hardState,
+        snapshot: node.disk.snapshot,
+        applied: node.sm.applied,
+        seed: seedFrom(node.id, this.opts.seed * 31 + node.life),
+        options: { snapshotThreshold: 40, maxAppendEntries: 16, maxInflight: 8, ...this.opts.raft },
+      },
+      this.machine,
+    );
+    node.snap = snap;
+    this.perform(node, effects, null);
+    this.agenda.push(this.now + this.int(1, TICK_MS), { kind: 'tick', node: node.id, life: node.life });
+  }
+
+  crash(node: SimNode): void {
+    if (!node.up) return;
+    this.trace(`nemesis: crash ${node.id} (${node.writes.length} writes in flight lost)`);
+    node.snap = null;
+    node.life++;
+    node.writes = [];
+    node.held = [];
+    this.stats.crashes++;
+  }
+
+  restart(node: SimNode): void {
+    if (node.up) return;
+    this.trace(`nemesis: restart ${node.id}`);
+    this.boot(node);
+  }
+
+  step(node: SimNode, event: RaftEvent): void {
+    const before = node.snap!;
+    let next: RaftSnapshot;
+    let effects: Effect[];
+    try {
+      [next, effects] = stepRaft(before, event, this.machine);
+    } catch (err) {
+      this.checker.violate('machine-threw', `${node.id} on ${event.type}: ${(err as Error).message}`);
+      return;
+    }
+    node.snap = next;
+    this.perform(node, effects, before);
+  }
+
+  private perform(node: SimNode, effects: readonly Effect[], before: RaftSnapshot | null): void {
+    for (const e of effects) {
+      if (!node.up || this.checker.stopped) return;
+      switch (e.type) {
+        case 'persist':
+          this.checker.onPersist(node, e, before);
+          this.startWrite(node, e);
+          break;
+        case 'restore':
+          this.startWrite(node, e);
+          break;
+        case 'send':
+          if (e.afterPersist && node.completed < node.issued && !this.opts.unsafeSendBeforePersist) {
+            node.held.push({ barrier: node.issued, to: e.to, message: e.message });
+          } else {
+            this.transmit(node.id, e.to, e.message);
+          }
+          break;
+        case 'sendSnapshot': {
+          const data: SimState = { ...node.disk.snapshotData };
+          this.transmit(node.id, e.to, { ...e.message, data });
+          break;
+        }
+        case 'apply':
+          this.apply(node, e.entries);
+          break;
+        case 'proposed':
+          for (let i = 0; i < e.ids.length; i++) node.proposals.set(e.ids[i]!, e.index + i);
+          break;
+        case 'proposeFailed':
+          if (e.leader !== null) this.leaderGuess = e.leader;
+          break;
+        case 'readReady':
+          for (const id of e.ids) {
+            const floor = node.readFloors.get(id);
+            if (floor !== undefined) node.reads.push({ id, index: e.index, floor });
+            node.readFloors.delete(id);
+          }
+          this.serveReads(node);
+          break;
+        case 'readFailed':
+          for (const id of e.ids) node.readFloors.delete(id);
+          if (e.leader !== null) this.leaderGuess = e.leader;
+          break;
+        case 'snapshot':
+          node.takenSnapshot = { ...node.sm };
+          this.step(node, { type: 'raft.snapshotTaken', index: node.sm.applied });
+          break;
+        case 'compact': {
+          const taken = node.takenSnapshot;
+          if (taken === null || taken.applied !== e.snapshot.index) {
+            this.checker.violate('runtime', `${node.id} compact at ${e.snapshot.index} without its snapshot`);
+            return;
+          }
+          // The snapshot and its metadata become durable together, then the log prefix goes.
+          node.disk.snapshot = e.snapshot;
+          node.disk.snapshotData = taken;
+          node.disk.log.compact(e.snapshot);
+          node.takenSnapshot = null;
+          break;
+        }
+        case 'changeResult':
+          if (e.ok) {
+            this.stats.configChanges++;
+            this.trace(`${node.id} appended config change ${e.id} at ${e.index}`);
+          }
+          break;
+        case 'roleChanged':
+          if (e.role === 'leader') {
+            this.leaderGuess = node.id;
+            this.checker.onLeader(node, e.term);
+          }
+          this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
+          break;
+      }
+    }
+  }
+
+  private startWrite(node: SimNode, effect: Write['effect']): void {
+    node.issued++;
+    node.writes.push({ effect, seq: node.issued });
+    // FIFO: a write completes after the one before it (group commit merges them in reality).
+    const done = Math.max(node.lastDiskTime, this.now) + this.int(0, 3);
+    node.lastDiskTime = done;
+    this.agenda.push(done, { kind: 'diskDone', node: node.id, life: node.life });
+  }
+
+  private diskDone(id: string, life: number): void {
+    const node = this.nodes.get(id)!;
+    if (!node.up || node.life !== life) return;
+    const w = node.writes.shift();
+    if (w === undefined) return;
+    const disk = node.disk;
+    let persisted: { index: number; term: number } | null = null;
+    if (w.effect.type === 'persist') {
+      if (w.effect.hardState) disk.hardState = w.effect.hardState;
+      disk.log.write(w.effect.entries);
+      const last = w.effect.entries[w.effect.entries.length - 1];
+      if (last) persisted = { index: last.index, term: last.term };
+    } else {
+      const s = w.effect.snapshot;
+      disk.snapshot = s;
+      disk.snapshotData = { ...(w.effect.data as SimState) };
+      disk.log.reset(s);
+      node.sm = { ...disk.snapshotData };
+      this.stats.snapshotsInstalled++;
+      this.trace(`${id} installed snapshot at ${s.index}`);
+      persisted = { index: s.index, term: s.term };
+    }
+    node.completed = w.seq;
+    if (persisted !== null) this.step(node, { type: 'raft.persisted', ...persisted });
+    if (!node.up) return;
+    const ready = node.held.filter((h) => h.barrier <= node.completed);
+    if (ready.length > 0) {
+      node.held = node.held.filter((h) => h.barrier > node.completed);
+      for (const h of ready) this.transmit(id, h.to, h.message);
+    }
+  }
+
+  private apply(node: SimNode, entries: readonly Entry[]): void {
+    let applied = node.sm.applied;
+    let { count, hash } = node.sm;
+    for (const e of entries) {
+      if (e.index <= applied) continue;
+      if (e.index !== applied + 1) {
+        this.checker.violate('apply-gap', `${node.id} applies ${e.index} after ${applied}`);
+        return;
+      }
+      this.checker.onApply(node, e);
+      if (e.type === 'normal') {
+        count++;
+        hash = (Math.imul(hash, 31) + fingerprint(e)) | 0;
+        const id = (e.data as { id: string }).id;
+        if (node.proposals.get(id) === e.index) {
+          node.proposals.delete(id);
+          this.stats.acked++;
+          this.checker.onReturned(e.index);
+          if (id.startsWith('probe') && this.healed && this.probeAckedAt < 0) this.probeAckedAt = this.now;
+        }
+      }
+      applied = e.index;
+    }
+    node.sm = { applied, count, hash };
+    this.step(node, { type: 'raft.applied', index: applied });
+    this.serveReads(node);
+  }
+
+  private serveReads(node: SimNode): void {
+    if (node.reads.length === 0) return;
+    const keep: PendingRead[] = [];
+    for (const r of node.reads) {
+      if (node.sm.applied < r.index) {
+        keep.push(r);
+        continue;
+      }
+      this.stats.reads++;
+      this.checker.onRead(node, r.id, node.sm.applied, r.floor);
+      this.checker.onReturned(node.sm.applied);
+    }
+    node.reads = keep;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Network.
+
+  private transmit(from: string, to: string, message: Message): void {
+    if (this.blocked.has(`${from}>${to}`)) return;
+    if (this.loss > 0 && this.random() < this.loss) return;
+    this.agenda.push(this.now + this.int(1, 15), { kind: 'deliver', from, to, message });
+    if (this.dup > 0 && this.random() < this.dup) {
+      this.agenda.push(this.now + this.int(1, 30), { kind: 'deliver', from, to, message });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Client: writes and linearizable reads against whichever node it believes leads.
+
+  private client(): void {
+    const upIds = [...this.nodes.values()].filter((n) => n.up).map((n) => n.id);
+    let target = this.leaderGuess;
+    if (target === null || this.random() < 0.2 || !this.nodes.get(target)?.up)
+      target = this.pick(upIds) ?? null;
+    if (target === null) return;
+    const node = this.nodes.get(target)!;
+    if (this.random() < 0.7) {
+      const n = this.int(1, 3);
+      const commands = [];
+      for (let i = 0; i < n; i++) {
+        const id = `${this.healed ? 'probe' : 'c'}${++this.clientSeq}`;
+        commands.push({ id, data: { id, v: this.clientSeq } });
+      }
+      this.step(node, { type: 'raft.propose', commands });
+    } else {
+      const id = `r${++this.clientSeq}`;
+      node.readFloors.set(id, this.checker.maxReturned);
+      this.step(node, { type: 'raft.readIndex', ids: [id] });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults.
+
+  currentLeader(): string | null {
+    let best: SimNode | null = null;
+    for (const n of this.nodes.values()) {
+      const c = n.snap?.context;
+      if (c?.role === 'leader' && (best === null || c.term > best.snap!.context.term)) best = n;
+    }
+    return best?.id ?? null;
+  }
+
+  private nemesis(): void {
+    const all = [...this.nodes.values()];
+    const roll = this.random();
+    if (roll < 0.22) {
+      const victim = this.pick(all.filter((n) => n.up));
+      if (victim) {
+        this.crash(victim);
+        this.agenda.push(this.now + this.int(30, 600), { kind: 'restart', node: victim.id });
+      }
+    } else if (roll < 0.34) {
+      const victim = this.pick(all)!;
+      this.trace(`nemesis: isolate ${victim.id}`);
+      for (const n of all) {
+        if (n === victim) continue;
+        this.blocked.add(`${victim.id}>${n.id}`);
+        this.blocked.add(`${n.id}>${victim.id}`);
+      }
+    } else if (roll < 0.44) {
+      const a = this.pick(all)!;
+      const b = this.pick(all.filter((n) => n !== a))!;
+      this.trace(`nemesis: cut ${a.id} -> ${b.id} (one way)`);
+      this.blocked.add(`${a.id}>${b.id}`);
+    } else if (roll < 0.5) {
+      const shuffled = all.slice().sort(() => this.random() - 0.5);
+      const cut = this.int(1, shuffled.length - 1);
+      const left = new Set(shuffled.slice(0, cut).map((n) => n.id));
+      this.trace(`nemesis: split {${[...left].join(',')}} | rest`);
+      for (const a of all)
+        for (const b of all) if (left.has(a.id) !== left.has(b.id)) this.blocked.add(`${a.id}>${b.id}`);
+    } else if (roll < 0.66) {
+      this.trace('nemesis: heal partitions');
+      this.blocked.clear();
+    } else if (roll < 0.74) {
+      this.loss = this.random() < 0.5 ? 0 : this.random() * 0.2;
+      this.dup = this.random() < 0.5 ? 0 : this.random() * 0.1;
+      this.trace(`nemesis: loss ${this.loss.toFixed(2)} dup ${this.dup.toFixed(2)}`);
+    } else if (roll < 0.88) {
+      this.changeMembership();
+    } else {
+      const leaderId = this.currentLeader();
+      if (leaderId === null) return;
+      const leader = this.nodes.get(leaderId)!;
+      const voters =
+        leader.snap!.context.configs.at(-1)?.config.voters ?? leader.snap!.context.snapshot.config.voters;
+      const to = this.pick(voters.filter((v) => v !== leaderId));
+      if (to === undefined) return;
+      this.trace(`nemesis: transfer leadership ${leaderId} -> ${to}`);
+      this.stats.transfers++;
+      this.step(leader, { type: 'raft.transferLeader', to });
+    }
+  }
+
+  private changeMembership(): void {
+    const leaderId = this.currentLeader();
+    if (leaderId === null) return;
+    const leader = this.nodes.get(leaderId)!;
+    const c = leader.snap!.context;
+    const config = c.configs.at(-1)?.config ?? c.snapshot.config;
+    const members = new Set([...config.voters, ...config.learners]);
+    const outsider = [...this.nodes.keys()].find((id) => !members.has(id) && !this.removedForGood.has(id));
+    let change: { type: 'addLearner' | 'promote' | 'remove'; node: string } | null = null;
+    if (config.learners.length > 0) change = { type: 'promote', node: config.learners[0]! };
+    else if (outsider !== undefined && config.voters.length <= this.opts.nodes)
+      change = { type: 'addLearner', node: outsider };
+    else if (config.voters.length > this.opts.nodes - 1 && config.voters.length > 2) {
+      const victim = this.pick(config.voters)!;
+      change = { type: 'remove', node: victim };
+    }
+    if (change === null) return;
+    if (change.type === 'remove') this.removedForGood.add(change.node);
+    this.trace(`nemesis: ${change.type} ${change.node} via ${leaderId}`);
+    this.step(leader, { type: 'raft.changeMembership', id: `cc${++this.clientSeq}`, change });
+  }
+
+  private readonly removedForGood = new Set<string>();
+
+  heal(): void {
+    if (this.healed) return;
+    this.healed = true;
+    this.healedAt = this.now;
+    this.trace('heal: network whole, every node up');
+    this.blocked.clear();
+    this.loss = 0;
+    this.dup = 0;
+    for (const n of this.nodes.values()) if (!n.up) this.restart(n);
+  }
+
+  /** For the checker: the node's view of its log. */
+  lastIndexOf(node: SimNode): number {
+    return node.snap ? lastIndex(node.snap.context) : -1;
+  }
+}
+
+export function fingerprint(e: Entry): number {
+  const s = JSON.stringify(e.type === 'normal' ? e.data : e.type === 'config' ? e.config : 'noop');
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h | 0;
+}
+
+function describe(m: Message): string {
+  switch (m.type) {
+    case 'raft.appendEntries':
+      return `append from ${m.from} t${m.term} prev ${m.prevIndex}/${m.prevTerm} n=${m.entries.length} commit ${m.commit}`;
+    case 'raft.appendResult':
+      return `appendResult from ${m.from} t${m.term} ${m.success ? 'ok' : 'reject'} ${m.index}`;
+    case 'raft.requestVote':
+      return `${m.preVote ? 'preVote' : 'vote'} request from ${m.from} t${m.term} last ${m.lastIndex}/${m.lastTerm}`;
+    case 'raft.voteResult':
+      return `${m.preVote ? 'preVote' : 'vote'} ${m.granted ? 'granted' : 'rejected'} by ${m.from} t${m.term}`;
+    case 'raft.installSnapshot':
+      return `installSnapshot from ${m.from} t${m.term} at ${m.snapshot.index}`;
+    default:
+      return `${m.type.slice(5)} from ${m.from} t${m.term}`;
+  }
+}
+
+export function simulate(opts: SimOptions): SimResult {
+  return new Simulation(opts).run();
+}

@@ -1,0 +1,28 @@
+export { electionOutcome } from './candidate.ts';
+export type {
+  Effect,
+  EffectOf,
+  LocalEvent,
+  MembershipChange,
+  RaftEvent,
+  RejectReason,
+  Role,
+} from './events.ts';
+export {
+  type RaftMachine,
+  type RaftSnapshot,
+  raftMachine,
+  startRaft,
+  step as draftAction,
+  stepRaft,
+} from './machine.ts';
+export * from './messages.ts';
+export { nextRandom, seedFrom } from './prng.ts';
+export {
+  defaultOptions,
+  type Progress,
+  type RaftContext,
+  type RaftInput,
+  type RaftOptions,
+} from './state.ts';
+export * from './types.ts';
