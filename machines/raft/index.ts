@@ -16,6 +16,7 @@ export {
   step as draftAction,
   stepRaft,
 } from './machine.ts';
+export { MemoryLog } from './memory-log.ts';
 export * from './messages.ts';
 export { nextRandom, seedFrom } from './prng.ts';
 export {

@@ -210,7 +210,8 @@ function handleHeartbeatResult(d: Draft, from: NodeId, seq: number): void {
   if (pr.state === 'probe') pr.probeSent = false;
   // A lost append would otherwise leave a full pipeline waiting forever: free one slot.
   if (pr.state === 'replicate' && pr.inflight.length >= d.opts.maxInflight) pr.inflight.shift();
-  if (pr.match < lastIndex(d)) sendAppend(d, from, false);
+  // An empty append probes where the follower really is when pipelined appends were lost.
+  if (pr.match < lastIndex(d)) sendAppend(d, from, true);
 }
 
 function handleSnapshotResult(d: Draft, from: NodeId, index: number): void {
