@@ -1,0 +1,144 @@
+/**
+ * The in-memory state of a key tree, and the frozen copy of it that snapshots and the memory
+ * tree's crash model read. Keys live in a copy-on-write B+ tree ordered by `comparePaths`.
+ */
+import type { SnapshotMeta } from '../../machines/raft/types.ts';
+import { CorruptedError } from '../../protocol/errors.ts';
+import { BTree } from './btree.ts';
+import { comparePaths } from './path.ts';
+import type { SessionFields } from './records.ts';
+import type { KeyValue, SessionInfo, StoredOutcome, TreeEvent } from './types.ts';
+
+export interface SessionState {
+  readonly id: string;
+  readonly secret: Uint8Array;
+  readonly ttlMs: number;
+  lowSeq: number;
+  /** Exactly-once table: answers by sequence number, for sequence numbers `>= lowSeq`. */
+  readonly results: Map<number, StoredOutcome>;
+  /** Keys this session owns (derived from the keys, not stored). */
+  readonly ephemerals: Set<string>;
+}
+
+export interface TreeMeta {
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly compactRevision: number;
+  readonly raftMeta: SnapshotMeta | null;
+}
+
+export interface TreeData {
+  keys: BTree<string, KeyValue>;
+  /** Events with revision in `(compactRevision, revision]`, in order. */
+  history: TreeEvent[];
+  sessions: Map<string, SessionState>;
+  /** Next sequential number per parent path. */
+  counters: Map<string, number>;
+  appliedIndex: number;
+  revision: number;
+  compactRevision: number;
+  raftMeta: SnapshotMeta | null;
+}
+
+export const newKeys = (): BTree<string, KeyValue> =>
+  new BTree<string, KeyValue>(undefined, comparePaths, 64);
+
+export function emptyData(): TreeData {
+  return {
+    keys: newKeys(),
+    history: [],
+    sessions: new Map(),
+    counters: new Map(),
+    appliedIndex: 0,
+    revision: 0,
+    compactRevision: 0,
+    raftMeta: null,
+  };
+}
+
+export const metaOf = (d: TreeData): TreeMeta => ({
+  appliedIndex: d.appliedIndex,
+  revision: d.revision,
+  compactRevision: d.compactRevision,
+  raftMeta: d.raftMeta,
+});
+
+export function newSession(f: SessionFields): SessionState {
+  return {
+    id: f.id,
+    secret: f.secret,
+    ttlMs: f.ttlMs,
+    lowSeq: f.lowSeq,
+    results: new Map(),
+    ephemerals: new Set(),
+  };
+}
+
+export const sessionInfo = (s: SessionState): SessionInfo => ({
+  id: s.id,
+  secret: s.secret,
+  ttlMs: s.ttlMs,
+  lowSeq: s.lowSeq,
+  ephemeralKeys: s.ephemerals.size,
+});
+
+/**
+ * Links ephemeral keys to their sessions once every record is loaded. Throws `CorruptedError`
+ * for a key owned by a session that does not exist.
+ */
+export function linkEphemerals(d: TreeData): void {
+  for (const [key, kv] of d.keys.entries()) {
+    if (kv.session === null) continue;
+    const s = d.sessions.get(kv.session);
+    if (s === undefined) throw new CorruptedError(`key ${key} belongs to unknown session ${kv.session}`);
+    s.ephemerals.add(key);
+  }
+}
+
+/** A consistent copy of the state that later applies do not change (O(history + sessions)). */
+export interface FrozenTree {
+  readonly meta: TreeMeta;
+  readonly keys: BTree<string, KeyValue>;
+  readonly history: readonly TreeEvent[];
+  /** By id, each with its exactly-once answers by sequence number. */
+  readonly sessions: readonly {
+    readonly fields: SessionFields;
+    readonly results: readonly [number, StoredOutcome][];
+  }[];
+  /** By parent path. */
+  readonly counters: readonly [string, number][];
+}
+
+export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
+  const byPath = <T>(a: [string, T], b: [string, T]) => comparePaths(a[0], b[0]);
+  return {
+    meta: { ...metaOf(d), raftMeta },
+    keys: d.keys.clone(),
+    history: d.history.slice(),
+    sessions: [...d.sessions.values()]
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((s) => ({
+        fields: { id: s.id, secret: s.secret, ttlMs: s.ttlMs, lowSeq: s.lowSeq },
+        results: [...s.results.entries()].sort((a, b) => a[0] - b[0]),
+      })),
+    counters: [...d.counters.entries()].sort(byPath),
+  };
+}
+
+/** A live state rebuilt from a frozen copy (what the memory tree keeps across a crash). */
+export function thaw(f: FrozenTree): TreeData {
+  const d: TreeData = {
+    keys: f.keys.clone(),
+    history: f.history.slice(),
+    sessions: new Map(),
+    counters: new Map(f.counters),
+    ...f.meta,
+  };
+  for (const s of f.sessions) {
+    const state = newSession(s.fields);
+    for (const [seq, o] of s.results) state.results.set(seq, o);
+    d.sessions.set(state.id, state);
+  }
+  linkEphemerals(d);
+  return d;
+}

@@ -1,0 +1,100 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { encode, FORMAT_VERSION } from '../codec.ts';
+import { RocksDb } from '../rocks/db.ts';
+import { tempDir } from '../test-util.ts';
+import { bytes, Driver, dumpOf, treeConformance } from './conformance.ts';
+import { RocksTree } from './rocks.ts';
+
+const opened = async (t: import('ava').ExecutionContext, dir: string) => {
+  const tree = await RocksTree.open(dir);
+  t.teardown(() => tree.close());
+  return tree;
+};
+
+treeConformance<RocksTree>(test, 'RocksTree', {
+  open: async (t) => opened(t, await tempDir(t)),
+  restart: async (t, tree) => {
+    await tree.close();
+    return opened(t, tree.dir);
+  },
+});
+
+test('RocksTree: applies survive a close without sync (unsynced writes reach the files)', async (t) => {
+  const dir = await tempDir(t);
+  const d = new Driver(await RocksTree.open(dir));
+  for (let i = 0; i < 100; i++) await d.put(`/k/${i}`, `${i}`);
+  const before = await dumpOf(await d.tree.snapshot());
+  await d.tree.close();
+  const again = await opened(t, dir);
+  t.is(again.appliedIndex, 100);
+  t.true(before.equals(await dumpOf(await again.snapshot())));
+});
+
+test('RocksTree: a corrupted record is CORRUPTED on open', async (t) => {
+  const dir = await tempDir(t);
+  const d = new Driver(await RocksTree.open(dir));
+  await d.put('/a', 'x');
+  await d.tree.close();
+  const db = await RocksDb.open(join(dir, 'gen-1'));
+  await db.batch(
+    [{ type: 'put', key: Buffer.from('k/a'), value: encode([FORMAT_VERSION, ['not', 'a', 'kv']]) }],
+    true,
+  );
+  await db.close();
+  await t.throwsAsync(RocksTree.open(dir), { code: 'CORRUPTED' } as never);
+});
+
+test('RocksTree: an ephemeral key of an unknown session is CORRUPTED', async (t) => {
+  const dir = await tempDir(t);
+  const d = new Driver(await RocksTree.open(dir));
+  await d.ok({ op: 'sessionOpen', id: 's', secret: bytes('x'), ttlMs: 9 });
+  await d.ok({
+    op: 'put',
+    key: '/e',
+    value: bytes('e'),
+    ephemeral: true,
+    client: { session: 's', seq: 1, lowSeq: 1 },
+  });
+  await d.tree.close();
+  const db = await RocksDb.open(join(dir, 'gen-1'));
+  await db.batch([{ type: 'del', key: Buffer.from('ss') }], true);
+  await db.close();
+  await t.throwsAsync(RocksTree.open(dir), { code: 'CORRUPTED', message: /unknown session/ } as never);
+});
+
+test('RocksTree: a write failure is STORAGE_FATAL and stops the tree', async (t) => {
+  const dir = await tempDir(t);
+  const tree = await RocksTree.open(dir);
+  const d = new Driver(tree);
+  await d.put('/a', '1');
+  await tree.sync();
+  await (tree as unknown as { db: RocksDb }).db.close();
+  await t.throwsAsync(d.put('/b', '2'), { code: 'STORAGE_FATAL' } as never);
+  await t.throwsAsync(d.put('/c', '3'), { code: 'STORAGE_FATAL' } as never);
+  await t.throwsAsync(tree.sync(), { code: 'STORAGE_FATAL' } as never);
+});
+
+test('RocksTree: an interrupted restore leaves the old state; stale generations are removed', async (t) => {
+  const dir = await tempDir(t);
+  const source = new Driver(await opened(t, await tempDir(t)));
+  for (let i = 0; i < 2000; i++) await source.put(`/new/${i}`, 'n');
+  const dump = await dumpOf(await source.tree.snapshot({ chunkBytes: 4096 }));
+
+  const tree = await RocksTree.open(dir);
+  await new Driver(tree).put('/old', 'o');
+  const old = await dumpOf(await tree.snapshot());
+  async function* failing() {
+    yield dump.subarray(0, dump.length / 2);
+    throw new Error('connection lost');
+  }
+  await t.throwsAsync(tree.restore(failing()), { message: 'connection lost' });
+  t.true(old.equals(await dumpOf(await tree.snapshot())));
+  await tree.close();
+  const reopened = await opened(t, dir);
+  t.true(old.equals(await dumpOf(await reopened.snapshot())));
+  t.deepEqual((await readdir(dir)).sort(), ['CURRENT', 'gen-1']);
+  await reopened.restore([dump]);
+  t.deepEqual((await readdir(dir)).sort(), ['CURRENT', 'gen-2']);
+});

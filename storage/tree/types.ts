@@ -1,0 +1,289 @@
+/**
+ * The key tree: the replicated state machine Raft drives. Commands (what a committed `normal`
+ * entry carries), their results, the reads, and the `KeyTree` interface that `MemoryTree` and
+ * `RocksTree` both implement.
+ */
+import type { SnapshotMeta } from '../../machines/raft/types.ts';
+import type { EnsembleError, WireError } from '../../protocol/errors.ts';
+
+/** A key and its metadata. `version` counts puts since creation; revisions are global. */
+export interface KeyValue {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly version: number;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  /** The session owning this ephemeral key, or `null` for a persistent key. */
+  readonly session: string | null;
+}
+
+/** A key's metadata without its value (what writes answer). */
+export type KeyMeta = Omit<KeyValue, 'value'>;
+
+/** One change, kept until compacted; `kv`/`prev` are the key after and before it. */
+export interface TreeEvent {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  readonly revision: number;
+  readonly value: Uint8Array | null;
+  readonly prevValue: Uint8Array | null;
+  readonly kv: KeyValue | null;
+  readonly prev: KeyValue | null;
+}
+
+/** Exactly-once tag (Raft thesis §6.3): the client's session, this write's sequence number, and
+ * the lowest sequence number whose answer the client has not yet seen. */
+export interface ClientTag {
+  readonly session: string;
+  readonly seq: number;
+  readonly lowSeq: number;
+}
+
+export interface PutOp {
+  readonly op: 'put';
+  readonly key: string;
+  readonly value: Uint8Array;
+  /** Fail with `EXISTS` if the key exists. */
+  readonly ifAbsent?: boolean;
+  /** Fail with `VERSION_MISMATCH` unless the key's version is this (0: absent). */
+  readonly ifVersion?: number;
+  /** Owned by the client session of the command; deleted when that session ends. */
+  readonly ephemeral?: boolean;
+}
+
+export interface DeleteOp {
+  readonly op: 'delete';
+  /** With `subtree`, `/` deletes every key. */
+  readonly key: string;
+  /** Also delete every key below `key`. */
+  readonly subtree?: boolean;
+  readonly ifVersion?: number;
+}
+
+export interface GetOp {
+  readonly op: 'get';
+  readonly key: string;
+}
+
+export type TxnOp = PutOp | DeleteOp | GetOp;
+
+export type CompareTarget = 'version' | 'modRevision' | 'createRevision' | 'value' | 'exists';
+
+/**
+ * `key`'s `target` compared with `value` by `result`. An absent key has version, modRevision and
+ * createRevision 0; any `value` comparison with an absent key is false. `exists` takes a boolean
+ * and `eq`/`ne` only.
+ */
+export interface Compare {
+  readonly key: string;
+  readonly target: CompareTarget;
+  readonly result: 'eq' | 'ne' | 'lt' | 'gt';
+  readonly value: number | Uint8Array | boolean;
+}
+
+export type Command =
+  | (PutOp & { readonly client?: ClientTag })
+  | (DeleteOp & { readonly client?: ClientTag })
+  | {
+      readonly op: 'createSequential';
+      /** The new key is `prefix` + a 10-digit number from the parent's counter (never reused). */
+      readonly prefix: string;
+      readonly value: Uint8Array;
+      readonly ephemeral?: boolean;
+      readonly client?: ClientTag;
+    }
+  | {
+      readonly op: 'txn';
+      readonly compare: readonly Compare[];
+      readonly success: readonly TxnOp[];
+      readonly failure: readonly TxnOp[];
+      readonly client?: ClientTag;
+    }
+  | {
+      /** Id, secret and TTL are chosen by the proposer, never inside apply. */
+      readonly op: 'sessionOpen';
+      readonly id: string;
+      readonly secret: Uint8Array;
+      readonly ttlMs: number;
+    }
+  | { readonly op: 'sessionClose'; readonly id: string }
+  | { readonly op: 'sessionExpire'; readonly id: string }
+  | { readonly op: 'compact'; readonly revision: number };
+
+export type CommandOp = Command['op'];
+
+export type OpResult =
+  | { readonly op: 'put'; readonly kv: KeyMeta }
+  | { readonly op: 'delete'; readonly deleted: number }
+  | { readonly op: 'get'; readonly kv: KeyValue | null };
+
+export type CommandResult =
+  | { readonly op: 'put'; readonly kv: KeyMeta }
+  | { readonly op: 'delete'; readonly deleted: number }
+  | { readonly op: 'createSequential'; readonly kv: KeyMeta }
+  | { readonly op: 'txn'; readonly succeeded: boolean; readonly results: readonly OpResult[] }
+  | { readonly op: 'sessionOpen'; readonly id: string }
+  | { readonly op: 'sessionClose' | 'sessionExpire'; readonly id: string; readonly deleted: number }
+  | { readonly op: 'compact'; readonly compactRevision: number };
+
+/**
+ * What apply answers. `revision` is the tree's revision after the command (the same as before
+ * for errors and for commands that change no key). `replayed` is true when the answer comes from
+ * the exactly-once table instead of applying again.
+ */
+export type ApplyOutcome =
+  | {
+      readonly ok: true;
+      readonly revision: number;
+      readonly result: CommandResult;
+      readonly replayed: boolean;
+    }
+  | {
+      readonly ok: false;
+      readonly revision: number;
+      readonly error: EnsembleError;
+      readonly replayed: boolean;
+    };
+
+/** An outcome as the exactly-once table keeps it (errors in wire form). */
+export type StoredOutcome =
+  | { readonly ok: true; readonly revision: number; readonly result: CommandResult }
+  | { readonly ok: false; readonly revision: number; readonly error: WireError };
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly secret: Uint8Array;
+  readonly ttlMs: number;
+  /** Highest low-water mark seen: answers below it were dropped. */
+  readonly lowSeq: number;
+  readonly ephemeralKeys: number;
+}
+
+/**
+ * Limits checked inside apply. They must be equal on every node (they decide results), so they
+ * belong to the cluster's configuration; proposers check them first to answer early.
+ */
+export interface TreeLimits {
+  /** UTF-8 bytes of a key path or prefix. */
+  readonly maxKeyBytes: number;
+  /** Bytes of one value. */
+  readonly maxValueBytes: number;
+  /** Bytes of an encoded command, and of all values of one txn together. */
+  readonly maxRequestBytes: number;
+  /** Compares plus ops of one txn. */
+  readonly maxTxnOps: number;
+}
+
+export const defaultTreeLimits: TreeLimits = {
+  maxKeyBytes: 4096,
+  maxValueBytes: 1.5 * 1024 * 1024,
+  maxRequestBytes: 1.5 * 1024 * 1024 + 64 * 1024,
+  maxTxnOps: 128,
+};
+
+export interface ReadOptions {
+  /** Read at this past revision, `>= compactRevision` (default: the current revision). */
+  readonly revision?: number;
+  /** At most this many items (default: all). */
+  readonly limit?: number;
+  /** Continue after this item (the last key or name of the previous page). */
+  readonly after?: string;
+}
+
+export interface RangeResult {
+  readonly kvs: KeyValue[];
+  /** More items follow: ask again with `after` = the last key. */
+  readonly more: boolean;
+  readonly revision: number;
+}
+
+export interface ChildList {
+  /** Immediate child names (keys and implied folders), in order. */
+  readonly names: string[];
+  readonly more: boolean;
+  readonly revision: number;
+}
+
+/** Events of one key, of keys with a raw prefix, of a subtree (`path` and below), or all. */
+export type EventFilter =
+  | { readonly key: string }
+  | { readonly prefix: string }
+  | { readonly subtree: string }
+  | Record<string, never>;
+
+export interface EventBatch {
+  readonly events: TreeEvent[];
+  /** Revision to ask from next time (every revision below it was scanned). */
+  readonly next: number;
+}
+
+/**
+ * A frozen dump of the tree at `appliedIndex`: byte-capped chunks of a canonical logical dump.
+ * Iterable any number of times (e.g. once per follower); each pass yields the same bytes.
+ */
+export interface TreeSnapshot extends AsyncIterable<Uint8Array> {
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly raftMeta: SnapshotMeta | null;
+}
+
+export interface SnapshotOptions {
+  /** Chunk size cap in bytes (default 1 MiB). */
+  readonly chunkBytes?: number;
+  /** The Raft snapshot meta to embed; its index must be the applied index. */
+  readonly raftMeta?: SnapshotMeta | null;
+}
+
+export interface RestoreInfo {
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly raftMeta: SnapshotMeta | null;
+}
+
+export interface KeyTree {
+  /** Index of the last log entry applied (0 for a new tree). */
+  readonly appliedIndex: number;
+  /** Global revision: bumped once by every command that changes a key. */
+  readonly revision: number;
+  /** History at and below this revision is gone. */
+  readonly compactRevision: number;
+  /** The Raft meta of the last snapshot restored into this tree, or `null`. */
+  readonly raftMeta: SnapshotMeta | null;
+
+  /**
+   * Applies the command of log entry `index` (a `Command` object, or its CBOR bytes), after
+   * every apply called before it. Returns `null` when `index <= appliedIndex` (already applied:
+   * idempotent replay after a restart). Gaps are allowed (entries without a command). Errors of
+   * the command (BAD_PATH, EXISTS, VERSION_MISMATCH, BAD_REQUEST, ...) are outcomes, consume no
+   * revision, and still advance the applied index. Rejects with `TypeError` for a bad index,
+   * `StorageFatalError` if the store failed.
+   */
+  apply(index: number, command: unknown): Promise<ApplyOutcome | null>;
+
+  /** The key at the current or a past revision, or `null`. Throws `BadPathError`,
+   * `TooLargeError`, `CompactedError` (below `compactRevision`), `BadRequestError`. */
+  get(key: string, options?: Pick<ReadOptions, 'revision'>): KeyValue | null;
+  /** Immediate children of `path` (`/` for the top). Throws like `get`. */
+  listChildren(path: string, options?: ReadOptions): ChildList;
+  /** Keys starting with the raw `prefix`, in path order. Throws like `get`. */
+  range(prefix: string, options?: ReadOptions): RangeResult;
+  /**
+   * Events with revision `>= from`, in order, cut after a whole revision once `limit` is
+   * reached. Throws `CompactedError` if `from <= compactRevision`.
+   */
+  eventsSince(from: number, filter?: EventFilter, options?: { readonly limit?: number }): EventBatch;
+  session(id: string): SessionInfo | null;
+  /** Open sessions by id. */
+  sessions(): SessionInfo[];
+
+  /** Dumps the state at the applied index (after every apply called before). */
+  snapshot(options?: SnapshotOptions): Promise<TreeSnapshot>;
+  /**
+   * Replaces the whole state with a dump. All or nothing: on `CorruptedError` (bad stream) or a
+   * crash midway the old state stays. Rejects with `StorageFatalError` on I/O failure.
+   */
+  restore(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<RestoreInfo>;
+  /** Makes every apply so far durable (before the Raft log is compacted up to it). */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
