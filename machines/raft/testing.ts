@@ -100,7 +100,7 @@ export class TestCluster {
 
   constructor(ids: readonly NodeId[], options: Partial<RaftOptions> = {}) {
     const snapshot: SnapshotMeta = { index: 0, term: 0, config: { voters: ids, learners: [] } };
-    ids.forEach((id, i) => this.nodes.set(id, new TestNode(id, snapshot, options, i + 1)));
+    for (const [i, id] of ids.entries()) this.nodes.set(id, new TestNode(id, snapshot, options, i + 1));
   }
 
   node(id: NodeId): TestNode {

@@ -1,0 +1,662 @@
+/**
+ * The request API of one node, over NATS request/reply.
+ *
+ * - `P.node.<self>.api.<op>`: this node. Writes and admin ops on a follower answer NOT_LEADER
+ *   with the leader's id, so clients learn where to go; reads are served here (ReadIndex).
+ * - `P.api.<op>`: any node (queue group). A follower forwards writes and admin ops to the
+ *   leader on `P.peer.<leader>.forward` and relays the leader's answer byte for byte.
+ * - `P.peer.<self>.forward`: requests forwarded by followers (peers only, by nats.conf).
+ *
+ * Writes are batched per turn of the event loop into one `raft.propose`; reads into one
+ * `raft.readIndex` (thesis §6.4) and served once the applier reached the read index.
+ * Every reply mirrors the request's format (CBOR or JSON). Bad input of any kind gets a typed
+ * error; nothing a client sends can throw out of a handler.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type {
+  Effect,
+  Entry,
+  MembershipChange,
+  NodeId,
+  RaftContext,
+  RaftEvent,
+} from '../machines/raft/index.ts';
+import { currentConfig, lastIndex } from '../machines/raft/state.ts';
+import type { ApiLimits, ApiResults, Op, ValidRequest } from '../protocol/api.ts';
+import { opKinds, validateRequest } from '../protocol/api.ts';
+import {
+  type DecodedEnvelope,
+  decodeEnvelope,
+  decodePeer,
+  encodeDecodeError,
+  encodePeer,
+  encodeReply,
+  type Outcome,
+  type WireFormat,
+} from '../protocol/codec.ts';
+import {
+  BadRequestError,
+  EnsembleError,
+  InternalError,
+  NotLeaderError,
+  SessionExpiredError,
+  TimeoutError,
+} from '../protocol/errors.ts';
+import { isClientInbox, type Subjects } from '../protocol/subjects.ts';
+import { SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/version.ts';
+import { encodeCommand } from '../storage/tree/command.ts';
+import type { ApplyOutcome, Command, KeyTree } from '../storage/tree/types.ts';
+import type { Applier } from './applier.ts';
+
+export interface ApiOptions {
+  readonly nc: NatsConnection;
+  readonly subjects: Subjects;
+  readonly cluster: string;
+  readonly self: NodeId;
+  readonly raft: (event: RaftEvent) => void;
+  /** The machine's current context (role, term, leader, commit, configuration). */
+  readonly state: () => RaftContext;
+  readonly tree: KeyTree;
+  readonly applier: Applier;
+  readonly limits?: Partial<ApiLimits>;
+  /** How long a write or read may wait for the log before answering TIMEOUT. */
+  readonly requestTimeoutMs?: number;
+  /** Session keepalives heard (every node records them; the leader expires sessions). */
+  readonly onKeepalive?: (session: string) => void;
+}
+
+interface Reply {
+  readonly format: WireFormat;
+  readonly base64: boolean;
+  readonly respond: (bytes: Uint8Array) => void;
+}
+
+interface PendingWrite {
+  readonly id: string;
+  readonly op: Op;
+  readonly reply: Reply;
+  readonly deadline: number;
+  readonly extra?: Record<string, unknown>;
+  /** Set once the machine appended it: the index and term it got. */
+  index?: number;
+  term?: number;
+}
+
+interface PendingRead {
+  readonly req: ValidRequest;
+  readonly reply: Reply;
+}
+
+export interface ApiCounters {
+  requests: number;
+  errors: number;
+  forwarded: number;
+  proposals: number;
+  proposalBatches: number;
+  reads: number;
+  readBatches: number;
+  badInput: number;
+  forgedKeepalives: number;
+}
+
+export class Api {
+  readonly counters: ApiCounters = {
+    requests: 0,
+    errors: 0,
+    forwarded: 0,
+    proposals: 0,
+    proposalBatches: 0,
+    reads: 0,
+    readBatches: 0,
+    badInput: 0,
+    forgedKeepalives: 0,
+  };
+  private subs: Subscription[] = [];
+  private nextId = 0;
+  private readonly writes = new Map<string, PendingWrite>();
+  private readonly byIndex = new Map<number, PendingWrite>();
+  private proposeQueue: { id: string; data: Uint8Array }[] = [];
+  private readQueue: PendingRead[] = [];
+  private readBatches = new Map<string, PendingRead[]>();
+  private changes = new Map<string, PendingWrite>();
+  private flushScheduled = false;
+  private sweeper: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: ApiOptions) {}
+
+  start(): void {
+    const { nc, subjects, self } = this.opts;
+    this.subs.push(
+      nc.subscribe(subjects.nodeApiWildcard(self), { callback: (e, m) => void (!e && this.onApi(m, false)) }),
+    );
+    this.subs.push(
+      nc.subscribe(subjects.apiWildcard(), {
+        queue: subjects.apiQueue,
+        callback: (e, m) => void (!e && this.onApi(m, true)),
+      }),
+    );
+    this.subs.push(
+      nc.subscribe(subjects.forward(self), { callback: (e, m) => void (!e && this.onForward(m)) }),
+    );
+    this.subs.push(
+      nc.subscribe(subjects.sessionKeepalive(), { callback: (e, m) => void (!e && this.onKeepalive(m)) }),
+    );
+    this.sweeper = setInterval(() => this.sweep(), 250);
+    this.sweeper.unref?.();
+  }
+
+  stop(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const w of this.writes.values()) this.answer(w.reply, { error: new TimeoutError('node stopping') });
+    this.writes.clear();
+    this.byIndex.clear();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Incoming requests.
+
+  private onApi(msg: Msg, anyNode: boolean): void {
+    this.counters.requests++;
+    const parsed = this.opts.subjects.parseApi(msg.subject);
+    const decoded = decodeEnvelope(msg.data, { cluster: this.opts.cluster, headers: msg.headers ?? null });
+    const reply: Reply = {
+      format: decoded.format,
+      base64: decoded.base64,
+      respond: (bytes) => {
+        if (msg.reply && isClientInbox(msg.reply)) msg.respond(bytes);
+      },
+    };
+    if (!decoded.ok) return this.refuse(reply, decoded);
+    if (parsed === null) return this.answer(reply, { error: new BadRequestError('not an API subject') });
+    const v = validateRequest(parsed.op, decoded.envelope.body, this.opts.limits);
+    if (!v.ok) {
+      this.counters.badInput++;
+      return this.answer(reply, { error: v.error });
+    }
+    const kind = opKinds[v.op];
+    const ctx = this.opts.state();
+    if ((kind === 'write' || kind === 'admin') && ctx.role !== 'leader') {
+      if (anyNode && ctx.leader !== null && ctx.leader !== this.opts.self) {
+        return this.forward(ctx.leader, parsed.op, msg, reply);
+      }
+      return this.answer(reply, { error: new NotLeaderError(ctx.leader) });
+    }
+    this.dispatch(v, reply);
+  }
+
+  /** A request a follower forwarded: served here as if sent to this node directly. */
+  private onForward(msg: Msg): void {
+    const peer = decodePeer(msg.data, { cluster: this.opts.cluster });
+    if (!peer.ok || !msg.reply) return;
+    const b = peer.body as { op?: unknown; format?: unknown; data?: unknown };
+    if (
+      typeof b.op !== 'string' ||
+      !(b.data instanceof Uint8Array) ||
+      (b.format !== 'cbor' && b.format !== 'json')
+    ) {
+      this.counters.badInput++;
+      return;
+    }
+    const decoded = decodeEnvelope(b.data, { cluster: this.opts.cluster, format: b.format });
+    const reply: Reply = {
+      format: decoded.format,
+      base64: decoded.base64,
+      respond: (bytes) => msg.respond(bytes),
+    };
+    if (!decoded.ok) return this.refuse(reply, decoded);
+    const v = validateRequest(b.op, decoded.envelope.body, this.opts.limits);
+    if (!v.ok) return this.answer(reply, { error: v.error });
+    const ctx = this.opts.state();
+    const kind = opKinds[v.op];
+    if ((kind === 'write' || kind === 'admin') && ctx.role !== 'leader') {
+      return this.answer(reply, { error: new NotLeaderError(ctx.leader) });
+    }
+    this.dispatch(v, reply);
+  }
+
+  private forward(leader: NodeId, op: string, msg: Msg, reply: Reply): void {
+    this.counters.forwarded++;
+    const { nc, subjects, cluster } = this.opts;
+    const body = { op, format: reply.format, data: msg.data };
+    nc.request(subjects.forward(leader), encodePeer(body, cluster), {
+      timeout: this.opts.requestTimeoutMs ?? 5000,
+    }).then(
+      (r) => reply.respond(r.data),
+      () => this.answer(reply, { error: new NotLeaderError(leader, `leader ${leader} did not answer`) }),
+    );
+  }
+
+  private refuse(reply: Reply, decoded: DecodedEnvelope & { ok: false }): void {
+    this.counters.badInput++;
+    this.counters.errors++;
+    reply.respond(encodeDecodeError(decoded, this.opts.cluster));
+  }
+
+  private answer(reply: Reply, outcome: Outcome): void {
+    if ('error' in outcome) this.counters.errors++;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeReply(outcome, {
+        cluster: this.opts.cluster,
+        format: reply.format,
+        base64: reply.base64,
+      });
+    } catch (err) {
+      bytes = encodeReply(
+        { error: new InternalError(`cannot encode the answer: ${(err as Error).message}`) },
+        {
+          cluster: this.opts.cluster,
+          format: reply.format,
+        },
+      );
+    }
+    reply.respond(bytes);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Dispatch by op.
+
+  private dispatch(v: ValidRequest, reply: Reply): void {
+    try {
+      switch (v.op) {
+        case 'get':
+        case 'list':
+        case 'range':
+          return this.read(v, reply);
+        case 'status':
+          return this.answer(reply, { result: this.status() });
+        case 'sessionKeepalive': {
+          const s = this.opts.tree.session(v.request.id);
+          if (s === null || !sameBytes(s.secret, v.request.secret)) {
+            return this.answer(reply, { error: new SessionExpiredError(v.request.id) });
+          }
+          this.opts.onKeepalive?.(v.request.id);
+          return this.answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
+        }
+        case 'memberAdd':
+          return this.change(reply, v.op, { type: 'addLearner', node: v.request.id });
+        case 'memberPromote':
+          return this.change(reply, v.op, { type: 'promote', node: v.request.id });
+        case 'memberRemove':
+          return this.change(reply, v.op, { type: 'remove', node: v.request.id });
+        case 'transferLeader':
+          return this.transfer(reply, v.request.to);
+        default:
+          return this.write(v, reply);
+      }
+    } catch (err) {
+      this.answer(reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writes: one proposal batch per turn; answered when applied at the index they got.
+
+  private write(v: ValidRequest, reply: Reply): void {
+    const command = this.commandOf(v);
+    if (command === null) return;
+    const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
+    if (tag !== undefined || v.op === 'sessionClose') {
+      const sid = tag?.session ?? (v.request as { id: string }).id;
+      const secret = tag?.secret ?? (v.request as { secret: Uint8Array }).secret;
+      const known = this.opts.tree.session(sid);
+      if (known === null) {
+        // A session opened moments ago may not be applied here yet: wait for the commit index.
+        const commit = this.opts.state().commit;
+        if (this.opts.applier.index < commit) {
+          void this.opts.applier.waitApplied(commit).then(() => this.write(v, reply));
+          return;
+        }
+        return this.answer(reply, { error: new SessionExpiredError(sid) });
+      }
+      if (!sameBytes(known.secret, secret))
+        return this.answer(reply, { error: new SessionExpiredError(sid) });
+    }
+    const id = `w${++this.nextId}`;
+    const extra =
+      command.op === 'sessionOpen'
+        ? { id: command.id, secret: command.secret, ttlMs: command.ttlMs }
+        : undefined;
+    this.writes.set(id, {
+      id,
+      op: v.op,
+      reply,
+      deadline: performance.now() + (this.opts.requestTimeoutMs ?? 5000),
+      ...(extra ? { extra } : {}),
+    });
+    this.proposeQueue.push({ id, data: encodeCommand(command) });
+    this.schedule();
+  }
+
+  private commandOf(v: ValidRequest): Command | null {
+    const client = (r: { client?: { session: string; seq: number; lowSeq: number } }) =>
+      r.client ? { client: { session: r.client.session, seq: r.client.seq, lowSeq: r.client.lowSeq } } : {};
+    switch (v.op) {
+      case 'put': {
+        const r = v.request;
+        return {
+          op: 'put',
+          key: r.key,
+          value: r.value,
+          ...(r.ifAbsent ? { ifAbsent: true } : {}),
+          ...(r.ifVersion !== undefined ? { ifVersion: r.ifVersion } : {}),
+          ...(r.ephemeral ? { ephemeral: true } : {}),
+          ...client(r),
+        };
+      }
+      case 'delete': {
+        const r = v.request;
+        return {
+          op: 'delete',
+          key: r.key,
+          ...(r.subtree ? { subtree: true } : {}),
+          ...(r.ifVersion !== undefined ? { ifVersion: r.ifVersion } : {}),
+          ...client(r),
+        };
+      }
+      case 'txn': {
+        const r = v.request;
+        return {
+          op: 'txn',
+          compare: r.compare,
+          success: r.success,
+          failure: r.failure,
+          ...client(r),
+        } as Command;
+      }
+      case 'createSequential': {
+        const r = v.request;
+        return {
+          op: 'createSequential',
+          prefix: r.prefix,
+          value: r.value,
+          ...(r.ephemeral ? { ephemeral: true } : {}),
+          ...client(r),
+        };
+      }
+      case 'sessionOpen': {
+        const r = v.request;
+        // Chosen here, by the proposer, never inside apply.
+        const id = r.id ?? randomBytes(12).toString('hex');
+        const secret = r.secret ?? new Uint8Array(randomBytes(16));
+        return { op: 'sessionOpen', id, secret, ttlMs: r.ttlMs };
+      }
+      case 'sessionClose':
+        return { op: 'sessionClose', id: v.request.id };
+      default:
+        return null;
+    }
+  }
+
+  /** Proposes a session expiry (the leader's session keeper calls this). */
+  expire(session: string): void {
+    this.proposeQueue.push({
+      id: `x${++this.nextId}`,
+      data: encodeCommand({ op: 'sessionExpire', id: session }),
+    });
+    this.schedule();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads: linearizable through one ReadIndex per batch, or local when serializable.
+
+  private read(v: ValidRequest, reply: Reply): void {
+    this.counters.reads++;
+    const r = v.request as { serializable?: boolean };
+    if (r.serializable) return this.serve({ req: v, reply });
+    this.readQueue.push({ req: v, reply });
+    this.schedule();
+  }
+
+  private serve(p: PendingRead): void {
+    const tree = this.opts.tree;
+    try {
+      switch (p.req.op) {
+        case 'get': {
+          const r = p.req.request;
+          const kv = tree.get(r.key, r.revision !== undefined ? { revision: r.revision } : {});
+          return this.answer(p.reply, { result: { kv, revision: tree.revision } });
+        }
+        case 'list': {
+          const r = p.req.request;
+          return this.answer(p.reply, { result: tree.listChildren(r.key, readOptions(r)) });
+        }
+        case 'range': {
+          const r = p.req.request;
+          return this.answer(p.reply, { result: tree.range(r.prefix, readOptions(r)) });
+        }
+        default:
+          return this.answer(p.reply, { error: new InternalError('not a read') });
+      }
+    } catch (err) {
+      this.answer(p.reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership and leader transfer.
+
+  private change(reply: Reply, op: Op, change: MembershipChange): void {
+    const id = `c${++this.nextId}`;
+    this.changes.set(id, {
+      id,
+      op,
+      reply,
+      deadline: performance.now() + (this.opts.requestTimeoutMs ?? 5000),
+    });
+    this.opts.raft({ type: 'raft.changeMembership', id, change });
+  }
+
+  private transfer(reply: Reply, to: string | undefined): void {
+    const ctx = this.opts.state();
+    let target = to;
+    if (target === undefined) {
+      let best = -1;
+      for (const [peer, pr] of Object.entries(ctx.progress)) {
+        if (currentConfig(ctx).voters.includes(peer) && pr.match > best) {
+          best = pr.match;
+          target = peer;
+        }
+      }
+    }
+    if (target === undefined || !currentConfig(ctx).voters.includes(target) || target === this.opts.self) {
+      return this.answer(reply, {
+        error: new BadRequestError(`cannot transfer leadership to ${target ?? 'nobody'}`),
+      });
+    }
+    this.opts.raft({ type: 'raft.transferLeader', to: target });
+    const deadline = performance.now() + (this.opts.requestTimeoutMs ?? 5000);
+    const check = () => {
+      const now = this.opts.state();
+      if (now.leader === target && now.role !== 'leader')
+        return this.answer(reply, { result: { leader: target } });
+      if (performance.now() > deadline)
+        return this.answer(reply, { error: new TimeoutError('leader transfer did not finish') });
+      setTimeout(check, 20);
+    };
+    setTimeout(check, 5);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Effects of the machine and outcomes of the applier.
+
+  effect(e: Effect): void {
+    switch (e.type) {
+      case 'proposed':
+        e.ids.forEach((id, i) => {
+          const w = this.writes.get(id);
+          if (w === undefined) return;
+          w.index = e.index + i;
+          w.term = e.term;
+          this.byIndex.set(w.index, w);
+        });
+        return;
+      case 'proposeFailed':
+        for (const id of e.ids) {
+          const w = this.writes.get(id);
+          if (w === undefined) continue;
+          this.writes.delete(id);
+          this.answer(w.reply, { error: new NotLeaderError(e.leader) });
+        }
+        return;
+      case 'readReady': {
+        for (const id of e.ids) {
+          const batch = this.readBatches.get(id);
+          if (batch === undefined) continue;
+          this.readBatches.delete(id);
+          void this.opts.applier.waitApplied(e.index).then(() => {
+            for (const p of batch) this.serve(p);
+          });
+        }
+        return;
+      }
+      case 'readFailed':
+        for (const id of e.ids) {
+          const batch = this.readBatches.get(id);
+          if (batch === undefined) continue;
+          this.readBatches.delete(id);
+          for (const p of batch) this.answer(p.reply, { error: new NotLeaderError(e.leader) });
+        }
+        return;
+      case 'changeResult': {
+        const w = this.changes.get(e.id);
+        if (w === undefined) return;
+        if (!e.ok) {
+          this.changes.delete(e.id);
+          const error =
+            e.reason === 'NOT_LEADER'
+              ? new NotLeaderError(e.leader)
+              : new BadRequestError(`membership change refused: ${e.reason ?? 'unknown'}`);
+          return this.answer(w.reply, { error });
+        }
+        w.index = e.index;
+        void this.opts.applier.waitApplied(e.index).then(() => {
+          if (!this.changes.delete(e.id)) return;
+          this.answer(w.reply, { result: { members: currentConfig(this.opts.state()), index: e.index } });
+        });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  applied(entry: Entry, outcome: ApplyOutcome | null): void {
+    const w = this.byIndex.get(entry.index);
+    if (w === undefined) return;
+    this.byIndex.delete(entry.index);
+    this.writes.delete(w.id);
+    if (w.term !== entry.term || outcome === null) {
+      // Another leader's entry took this index: ours was lost with the old term.
+      return this.answer(w.reply, {
+        error: new NotLeaderError(this.opts.state().leader, 'leader changed; retry'),
+      });
+    }
+    if (!outcome.ok) return this.answer(w.reply, { error: outcome.error });
+    const { op: _op, ...rest } = outcome.result as { op: string } & Record<string, unknown>;
+    const result =
+      w.op === 'sessionOpen'
+        ? { ...w.extra }
+        : { ...rest, revision: outcome.revision, ...(outcome.replayed ? { replayed: true } : {}) };
+    this.answer(w.reply, { result });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.proposeQueue.length > 0) {
+      const commands = this.proposeQueue;
+      this.proposeQueue = [];
+      this.counters.proposals += commands.length;
+      this.counters.proposalBatches++;
+      this.opts.raft({ type: 'raft.propose', commands });
+    }
+    if (this.readQueue.length > 0) {
+      const id = `r${++this.nextId}`;
+      this.readBatches.set(id, this.readQueue);
+      this.readQueue = [];
+      this.counters.readBatches++;
+      this.opts.raft({ type: 'raft.readIndex', ids: [id] });
+    }
+  }
+
+  /** Answers TIMEOUT to requests the log did not settle in time. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const w of this.writes.values()) {
+      if (w.deadline > now) continue;
+      this.writes.delete(w.id);
+      if (w.index !== undefined) this.byIndex.delete(w.index);
+      this.answer(w.reply, {
+        error: new TimeoutError('the write did not commit in time; retry (exactly-once with a session)'),
+      });
+    }
+    for (const w of this.changes.values()) {
+      if (w.deadline > now) continue;
+      this.changes.delete(w.id);
+      this.answer(w.reply, { error: new TimeoutError('the membership change did not commit in time') });
+    }
+  }
+
+  status(): ApiResults['status'] {
+    const c = this.opts.state();
+    return {
+      id: this.opts.self,
+      cluster: this.opts.cluster,
+      role: c.role === 'preCandidate' ? 'candidate' : c.role,
+      term: c.term,
+      leader: c.leader,
+      commitIndex: c.commit,
+      appliedIndex: this.opts.applier.index,
+      lastIndex: lastIndex(c),
+      revision: this.opts.tree.revision,
+      members: currentConfig(c),
+      protocol: SUPPORTED_PROTOCOL_VERSIONS,
+    };
+  }
+
+  private onKeepalive(msg: Msg): void {
+    const d = decodeEnvelope(msg.data, { cluster: this.opts.cluster, headers: msg.headers ?? null });
+    if (!d.ok) {
+      this.counters.badInput++;
+      return;
+    }
+    const v = validateRequest('sessionKeepalive', d.envelope.body, this.opts.limits);
+    if (!v.ok || v.op !== 'sessionKeepalive') {
+      this.counters.badInput++;
+      return;
+    }
+    const s = this.opts.tree.session(v.request.id);
+    if (s === null) return;
+    if (!sameBytes(s.secret, v.request.secret)) {
+      this.counters.forgedKeepalives++;
+      return;
+    }
+    this.opts.onKeepalive?.(v.request.id);
+  }
+}
+
+function readOptions(r: { limit?: number; after?: string; revision?: number }) {
+  return {
+    ...(r.limit !== undefined ? { limit: r.limit } : {}),
+    ...(r.after !== undefined ? { after: r.after } : {}),
+    ...(r.revision !== undefined ? { revision: r.revision } : {}),
+  };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}

@@ -1,0 +1,393 @@
+/**
+ * One Ensemble node: the Raft machine given a body. The node is an XState actor system whose
+ * children are the Raft machine and the actors that carry out its effects — storage writer,
+ * transport, applier, API, ticker, session keeper — each registered by `systemId`, so each can
+ * be stopped and restarted and an inspector sees them all.
+ *
+ * Start-up: open RocksDB, record (or check) the node identity, finish a snapshot install a
+ * crash interrupted, bootstrap the initial configuration on an empty data directory (never
+ * when joining), then start the machine from the durable log.
+ * Any storage failure stops the node (crash-only): it restarts from disk.
+ */
+import { randomInt } from 'node:crypto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { type AnyActorRef, assign, createActor, fromCallback, setup } from 'xstate';
+import {
+  type Effect,
+  type RaftContext,
+  type RaftEvent,
+  type RaftInput,
+  type RaftOptions,
+  raftMachine,
+  type SnapshotMeta,
+} from '../machines/raft/index.ts';
+import { currentConfig } from '../machines/raft/state.ts';
+import type { ApiLimits } from '../protocol/api.ts';
+import { subjects as subjectTable } from '../protocol/subjects.ts';
+import { type NodeStorage, openStorage } from '../storage/node.ts';
+import { Api } from './api.ts';
+import { Applier } from './applier.ts';
+import { Driver } from './driver.ts';
+import { SessionKeeper } from './sessions.ts';
+import { Ticker } from './ticker.ts';
+import { Transport } from './transport.ts';
+
+export interface NodeConfig {
+  readonly id: string;
+  readonly dataDir: string;
+  /** NATS server URLs (all of them, for failover). */
+  readonly servers: readonly string[];
+  readonly user?: string;
+  readonly pass?: string;
+  /** Cluster name: a subject token, and the cluster id every envelope carries. */
+  readonly cluster: string;
+  readonly prefix?: string;
+  /** Members of a new cluster; used only when the data directory is empty. */
+  readonly initialCluster: readonly string[];
+  /** Start empty and wait to be added by the leader (member add), instead of bootstrapping. */
+  readonly join?: boolean;
+  readonly tickMs?: number;
+  readonly raft?: Partial<RaftOptions>;
+  readonly limits?: Partial<ApiLimits>;
+  readonly requestTimeoutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export const defaultTickMs = 50;
+export const defaultRaftOptions: Partial<RaftOptions> = {
+  electionTicks: 10,
+  heartbeatTicks: 2,
+  snapshotThreshold: 10_000,
+  maxAppendEntries: 1024,
+  maxInflight: 64,
+};
+
+interface Parts {
+  readonly config: NodeConfig;
+  readonly raftInput: RaftInput;
+  readonly nc: NatsConnection;
+  readonly driver: Driver;
+  readonly applier: Applier;
+  readonly transport: Transport;
+  readonly api: Api;
+  readonly ticker: Ticker;
+  readonly sessions: SessionKeeper;
+}
+
+type NodeEvent = { type: 'node.fatal'; error: unknown } | { type: 'node.stop' };
+
+/** The shell of a node: starts its parts as actors, stops them all on a fatal error. */
+export const nodeMachine = setup({
+  types: {
+    input: {} as Parts,
+    context: {} as { parts: Parts; error: unknown },
+    events: {} as NodeEvent,
+  },
+  actors: {
+    raft: raftMachine,
+    storage: fromCallback<{ type: string }, Parts>(({ input, system }) => {
+      const raft = system.get('raft') as AnyActorRef & {
+        on: (t: '*', h: (e: Effect) => void) => { unsubscribe(): void };
+      };
+      const sub = raft.on('*', (e) => input.driver.effect(e));
+      return () => sub.unsubscribe();
+    }),
+    transport: fromCallback<{ type: string }, Parts>(({ input }) => {
+      input.transport.start();
+      return () => input.transport.stop();
+    }),
+    applier: fromCallback<{ type: string }, Parts>(
+      ({ input }) =>
+        () =>
+          input.applier.stop(),
+    ),
+    api: fromCallback<{ type: string }, Parts>(({ input }) => {
+      input.api.start();
+      return () => input.api.stop();
+    }),
+    ticker: fromCallback<{ type: string }, Parts>(({ input }) => {
+      input.ticker.start();
+      return () => input.ticker.stop();
+    }),
+  },
+}).createMachine({
+  id: 'node',
+  context: ({ input }) => ({ parts: input, error: null }),
+  initial: 'running',
+  states: {
+    running: {
+      invoke: [
+        { id: 'raft', systemId: 'raft', src: 'raft', input: ({ context }) => context.parts.raftInput },
+        { id: 'storage', systemId: 'storage', src: 'storage', input: ({ context }) => context.parts },
+        { id: 'applier', systemId: 'applier', src: 'applier', input: ({ context }) => context.parts },
+        { id: 'transport', systemId: 'transport', src: 'transport', input: ({ context }) => context.parts },
+        { id: 'api', systemId: 'api', src: 'api', input: ({ context }) => context.parts },
+        { id: 'ticker', systemId: 'ticker', src: 'ticker', input: ({ context }) => context.parts },
+      ],
+      on: {
+        'node.fatal': { target: 'failed', actions: assign({ error: ({ event }) => event.error }) },
+        'node.stop': { target: 'stopped' },
+      },
+    },
+    failed: { type: 'final' },
+    stopped: { type: 'final' },
+  },
+});
+
+export class EnsembleNode {
+  private actor!: ReturnType<typeof createActor<typeof nodeMachine>>;
+  private raftRef!: AnyActorRef;
+  private parts!: Parts;
+  private fatalError: unknown = null;
+  private readonly done: Promise<unknown>;
+  private resolveDone!: (err: unknown) => void;
+  private stopping = false;
+
+  private constructor(
+    readonly config: NodeConfig,
+    private readonly storage: NodeStorage,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+  }
+
+  /** Opens storage, connects to NATS and starts every actor. */
+  static async start(config: NodeConfig, inspect?: (ev: unknown) => void): Promise<EnsembleNode> {
+    const storage = await openStorage(config.dataDir);
+    const node = new EnsembleNode(config, storage);
+    try {
+      await node.boot(inspect);
+    } catch (err) {
+      await storage.close().catch(() => {});
+      throw err;
+    }
+    return node;
+  }
+
+  private log(line: string): void {
+    this.config.log?.(`[${this.config.id}] ${line}`);
+  }
+
+  private async boot(inspect?: (ev: unknown) => void): Promise<void> {
+    const { config, storage } = this;
+    const { log, tree } = storage;
+    const identity = await log.initIdentity({ clusterId: config.cluster, nodeId: config.id });
+    // A snapshot install that a crash interrupted after the tree switched: finish it.
+    const meta = tree.raftMeta;
+    if (meta !== null && meta.index > (log.snapshot()?.index ?? 0)) await log.compact(meta);
+    const fresh = log.lastIndex() === 0 && log.snapshot() === null && log.hardState().term === 0;
+    if (fresh && !config.join) {
+      if (!config.initialCluster.includes(config.id)) {
+        throw new TypeError(
+          `--initial-cluster ${config.initialCluster.join(',')} does not name this node ${config.id}`,
+        );
+      }
+      // The same first entry on every initial member (as etcd bootstraps): membership lives in
+      // the log from index 1 on, so nothing but the log decides it after this.
+      await log.write({
+        hardState: { term: 1, vote: null, commit: 1 },
+        entries: [
+          { index: 1, term: 1, type: 'config', config: { voters: [...config.initialCluster], learners: [] } },
+        ],
+      });
+      this.log(`bootstrapped cluster ${config.cluster} with ${config.initialCluster.join(',')}`);
+    }
+    const snapshot: SnapshotMeta | undefined = log.snapshot() ?? undefined;
+    const raftInput: RaftInput = {
+      id: config.id,
+      log,
+      hardState: log.hardState(),
+      ...(snapshot ? { snapshot } : {}),
+      applied: tree.appliedIndex,
+      seed: randomInt(2 ** 31),
+      options: { ...defaultRaftOptions, ...config.raft },
+    };
+
+    const nc = await connect({
+      servers: [...config.servers],
+      name: `ensemble-${config.cluster}-${config.id}`,
+      ...(config.user ? { user: config.user } : {}),
+      ...(config.pass ? { pass: config.pass } : {}),
+      inboxPrefix: '_INBOX.peer',
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 200,
+      pingInterval: 2000,
+    });
+    const subjects = subjectTable({
+      cluster: config.cluster,
+      ...(config.prefix ? { prefix: config.prefix } : {}),
+    });
+    const raft = (e: RaftEvent) => this.raftRef.send(e);
+    const state = (): RaftContext => this.raftRef.getSnapshot().context as RaftContext;
+    const fatal = (error: unknown) => this.fail(error);
+
+    const sessions = new SessionKeeper({ tree, expire: (id) => api.expire(id) });
+    const applier = new Applier(
+      { raft, tree, log, applied: (entry, outcome) => api.applied(entry, outcome), fatal },
+      Math.max(tree.appliedIndex, snapshot?.index ?? 0),
+    );
+    const api: Api = new Api({
+      nc,
+      subjects,
+      cluster: config.cluster,
+      self: config.id,
+      raft,
+      state,
+      tree,
+      applier,
+      ...(config.limits ? { limits: config.limits } : {}),
+      ...(config.requestTimeoutMs ? { requestTimeoutMs: config.requestTimeoutMs } : {}),
+      onKeepalive: (id) => sessions.heard(id),
+    });
+    const transport = new Transport({
+      nc,
+      subjects,
+      cluster: config.cluster,
+      self: config.id,
+      raft,
+      admits: (id) => {
+        const c = currentConfig(state());
+        return (
+          (c.voters.length === 0 && c.learners.length === 0) ||
+          c.voters.includes(id) ||
+          c.learners.includes(id)
+        );
+      },
+      snapshotChunks: async () => tree.snapshot(),
+    });
+    const driver = new Driver({
+      raft,
+      log,
+      send: (to, m) => transport.send(to, m),
+      sendSnapshot: (to, m) => transport.sendSnapshot(to, m),
+      restore: async (_meta, data) => {
+        const info = await tree.restore(data as Uint8Array[]);
+        applier.restored(info.appliedIndex);
+      },
+      forward: (e) => this.forward(e),
+      fatal,
+    });
+    let ticks = 0;
+    const ticker = new Ticker({
+      tickMs: config.tickMs ?? defaultTickMs,
+      raft: (e) => {
+        raft(e);
+        if (++ticks % 4 === 0 && state().role === 'leader') sessions.check();
+      },
+      onPause: (ms) => {
+        this.log(`event loop paused ${ms.toFixed(0)} ms: counted as contact for every session`);
+        sessions.everyoneHeard();
+      },
+    });
+    this.parts = { config, raftInput, nc, driver, applier, transport, api, ticker, sessions };
+
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'reconnect') {
+          this.log('NATS reconnected: counted as contact for every session');
+          sessions.everyoneHeard();
+        }
+      }
+    })().catch(() => {});
+
+    this.actor = createActor(nodeMachine, { input: this.parts, ...(inspect ? { inspect } : {}) });
+    this.actor.subscribe({
+      next: (s) => {
+        if (s.status === 'done') this.finish();
+      },
+      error: (err) => this.fail(err),
+    });
+    this.actor.start();
+    this.raftRef = this.actor.system.get('raft') as AnyActorRef;
+    this.raftRef.subscribe({ error: (err: unknown) => this.fail(err) });
+    this.log(
+      `started (incarnation ${identity.incarnation}, term ${log.hardState().term}, last index ${log.lastIndex()})`,
+    );
+  }
+
+  private forward(e: Effect): void {
+    const p = this.parts;
+    switch (e.type) {
+      case 'apply':
+        return p.applier.apply(e);
+      case 'snapshot':
+        return p.applier.snapshot();
+      case 'compact':
+        return p.applier.compact(e.snapshot);
+      case 'roleChanged':
+        p.sessions.roleChanged(e.role === 'leader');
+        if (e.role === 'leader' || e.leader !== null)
+          this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
+        return;
+      default:
+        return p.api.effect(e);
+    }
+  }
+
+  /** The machine's current context. */
+  raftState(): RaftContext {
+    return this.raftRef.getSnapshot().context as RaftContext;
+  }
+
+  get api(): Api {
+    return this.parts.api;
+  }
+
+  get transport(): Transport {
+    return this.parts.transport;
+  }
+
+  get driver(): Driver {
+    return this.parts.driver;
+  }
+
+  get applier(): Applier {
+    return this.parts.applier;
+  }
+
+  get nats(): NatsConnection {
+    return this.parts.nc;
+  }
+
+  get system() {
+    return this.actor.system;
+  }
+
+  /** Resolves when the node stopped: with the fatal error, or null after `stop()`. */
+  closed(): Promise<unknown> {
+    return this.done;
+  }
+
+  private fail(error: unknown): void {
+    if (this.fatalError !== null || this.stopping) return;
+    this.fatalError = error ?? new Error('unknown failure');
+    this.log(`fatal: ${(error as Error)?.message ?? String(error)}`);
+    this.actor.send({ type: 'node.fatal', error });
+  }
+
+  private finish(): void {
+    if (this.stopping && this.fatalError === null) return;
+    void this.shutdown();
+  }
+
+  /** Stops every actor, drains NATS, closes RocksDB. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.actor.send({ type: 'node.stop' });
+    await this.shutdown();
+  }
+
+  private shutdownPromise: Promise<void> | null = null;
+
+  private shutdown(): Promise<void> {
+    this.shutdownPromise ??= (async () => {
+      this.actor.stop();
+      await this.parts.nc.drain().catch(() => this.parts.nc.close());
+      await this.storage.close().catch(() => {});
+      this.resolveDone(this.fatalError);
+    })();
+    return this.shutdownPromise;
+  }
+}

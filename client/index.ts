@@ -1,0 +1,306 @@
+/**
+ * The TypeScript client of Ensemble, over NATS request/reply.
+ *
+ *   const c = await connect({ servers: ['nats://127.0.0.1:4222'], cluster: 'dev' });
+ *   await c.put('/config/db', 'postgres://…');
+ *   const kv = await c.get('/config/db');
+ *   await c.close();
+ *
+ * Writes and linearizable reads go straight to the leader's per-node subject once the client
+ * knows it (from NOT_LEADER hints and status); before that, to the any-node subject, where
+ * followers forward. Every write is tagged with the client's session and a sequence number
+ * (Raft thesis §6.3), so a retry after a timeout or a leader change returns the first answer
+ * and never applies twice. NOT_LEADER, NO_QUORUM and TIMEOUT are retried with backoff until the
+ * request's deadline; every other error is thrown as its own class (protocol/errors.ts).
+ */
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
+import type {
+  ApiRequests,
+  ApiResults,
+  Compare,
+  KeyMeta,
+  KeyValue,
+  NodeStatus,
+  Op,
+  TxnOp,
+} from '../protocol/api.ts';
+import { decodeReply, encodeEnvelope } from '../protocol/codec.ts';
+import { EnsembleError, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
+import { inboxPrefix, type Subjects, subjects as subjectTable } from '../protocol/subjects.ts';
+
+export * from '../protocol/errors.ts';
+export type { Compare, KeyMeta, KeyValue, NodeStatus, TxnOp };
+
+export interface ConnectOptions {
+  /** NATS server URLs (give all of them). */
+  readonly servers: string | readonly string[];
+  /** The cluster name (default `dev`). */
+  readonly cluster?: string;
+  readonly prefix?: string;
+  /** NATS user and password (nats.conf: `client`). */
+  readonly user?: string;
+  readonly pass?: string;
+  /** Per-request deadline including retries (default 10 s). */
+  readonly timeoutMs?: number;
+  /** Session TTL (default 10 s). Keepalives go every third of it. */
+  readonly sessionTtlMs?: number;
+  /** Open a session at connect (default true): needed for ephemeral keys and exactly-once. */
+  readonly session?: boolean;
+  /** Use an existing NATS connection (not closed by `close`). */
+  readonly nats?: NatsConnection;
+}
+
+export type Value = string | Uint8Array;
+
+export interface ReadOptions {
+  /** A local, possibly stale read on whichever node answers (default: linearizable). */
+  readonly serializable?: boolean;
+  readonly revision?: number;
+}
+
+export interface PageOptions extends ReadOptions {
+  readonly limit?: number;
+  readonly after?: string;
+}
+
+export interface PutOptions {
+  readonly ifAbsent?: boolean;
+  readonly ifVersion?: number;
+  /** Deleted when this client's session ends. */
+  readonly ephemeral?: boolean;
+}
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly ttlMs: number;
+}
+
+const enc = new TextEncoder();
+const bytes = (v: Value): Uint8Array => (typeof v === 'string' ? enc.encode(v) : v);
+const retryable = (e: unknown): boolean =>
+  e instanceof EnsembleError && (e.code === 'NOT_LEADER' || e.code === 'NO_QUORUM' || e.code === 'TIMEOUT');
+
+export class Client implements AsyncDisposable {
+  private leader: string | null = null;
+  private seq = 0;
+  private readonly unanswered = new Set<number>();
+  private session: { id: string; secret: Uint8Array; ttlMs: number } | null = null;
+  private keepalive: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(
+    readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly opts: ConnectOptions,
+    private readonly ownsConnection: boolean,
+  ) {}
+
+  get cluster(): string {
+    return this.subjects.cluster;
+  }
+
+  /** The session opened at connect, or null. */
+  get sessionInfo(): SessionInfo | null {
+    return this.session && { id: this.session.id, ttlMs: this.session.ttlMs };
+  }
+
+  async openSession(ttlMs: number): Promise<void> {
+    const r = await this.call('sessionOpen', { ttlMs });
+    this.session = { id: r.id, secret: r.secret, ttlMs: r.ttlMs };
+    const every = Math.max(100, Math.floor(ttlMs / 3));
+    this.keepalive = setInterval(() => this.sendKeepalive(), every);
+    this.keepalive.unref?.();
+  }
+
+  private sendKeepalive(): void {
+    const s = this.session;
+    if (s === null || this.closed) return;
+    try {
+      this.nc.publish(
+        this.subjects.sessionKeepalive(),
+        encodeEnvelope({ id: s.id, secret: s.secret }, { cluster: this.subjects.cluster }),
+      );
+    } catch {
+      // Reconnecting: the next keepalive goes when the connection is back.
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Keys.
+
+  async get(key: string, options: ReadOptions = {}): Promise<KeyValue | null> {
+    return (await this.call('get', { key, ...options })).kv;
+  }
+
+  /** The value as text, or null. */
+  async getText(key: string, options: ReadOptions = {}): Promise<string | null> {
+    const kv = await this.get(key, options);
+    return kv === null ? null : new TextDecoder().decode(kv.value);
+  }
+
+  async put(key: string, value: Value, options: PutOptions = {}): Promise<KeyMeta & { revision: number }> {
+    const r = await this.write('put', { key, value: bytes(value), ...options });
+    return { ...r.kv, revision: r.revision };
+  }
+
+  /** Deletes `key` (and everything below it with `subtree`); returns how many keys went. */
+  async delete(key: string, options: { subtree?: boolean; ifVersion?: number } = {}): Promise<number> {
+    return (await this.write('delete', { key, ...options })).deleted;
+  }
+
+  async list(key: string, options: PageOptions = {}): Promise<ApiResults['list']> {
+    return this.call('list', { key, ...options });
+  }
+
+  async range(prefix: string, options: PageOptions = {}): Promise<ApiResults['range']> {
+    return this.call('range', { prefix, ...options });
+  }
+
+  async txn(t: { compare: readonly Compare[]; success: readonly TxnOp[]; failure?: readonly TxnOp[] }) {
+    return this.write('txn', { compare: t.compare, success: t.success, failure: t.failure ?? [] });
+  }
+
+  async createSequential(prefix: string, value: Value, options: { ephemeral?: boolean } = {}) {
+    const r = await this.write('createSequential', { prefix, value: bytes(value), ...options });
+    return { ...r.kv, revision: r.revision };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Cluster.
+
+  /** Status of one node (default: whichever answers). */
+  async status(node?: string): Promise<NodeStatus> {
+    const subject = node === undefined ? this.subjects.api('status') : this.subjects.nodeApi(node, 'status');
+    return this.request<'status'>(subject, {});
+  }
+
+  async memberAdd(id: string) {
+    return this.call('memberAdd', { id });
+  }
+
+  async memberPromote(id: string) {
+    return this.call('memberPromote', { id });
+  }
+
+  async memberRemove(id: string) {
+    return this.call('memberRemove', { id });
+  }
+
+  async transferLeader(to?: string) {
+    return this.call('transferLeader', to === undefined ? {} : { to });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** A write in the session: one sequence number for every retry of it. */
+  private async write<K extends 'put' | 'delete' | 'txn' | 'createSequential'>(
+    op: K,
+    body: Omit<ApiRequests[K], 'client'>,
+  ): Promise<ApiResults[K]> {
+    const s = this.session;
+    if (s === null) return this.call(op, body as ApiRequests[K]);
+    const seq = ++this.seq;
+    this.unanswered.add(seq);
+    try {
+      const lowSeq = Math.min(...this.unanswered);
+      return await this.call(op, {
+        ...body,
+        client: { session: s.id, secret: s.secret, seq, lowSeq },
+      } as ApiRequests[K]);
+    } finally {
+      this.unanswered.delete(seq);
+    }
+  }
+
+  /** Sends to the leader when known, else to any node; retries what is worth retrying. */
+  private async call<K extends Op>(op: K, body: ApiRequests[K]): Promise<ApiResults[K]> {
+    const deadline = performance.now() + (this.opts.timeoutMs ?? 10_000);
+    let delay = 20;
+    for (;;) {
+      const subject = this.leader === null ? this.subjects.api(op) : this.subjects.nodeApi(this.leader, op);
+      try {
+        return await this.request<K>(
+          subject,
+          body,
+          Math.max(100, Math.min(3000, deadline - performance.now())),
+        );
+      } catch (err) {
+        if (err instanceof NotLeaderError) this.leader = err.leader;
+        else if (!(err instanceof EnsembleError)) this.leader = null; // no responders, transport trouble
+        if (
+          !(retryable(err) || !(err instanceof EnsembleError)) ||
+          performance.now() + delay > deadline ||
+          this.closed
+        ) {
+          throw err instanceof EnsembleError
+            ? err
+            : new TimeoutError(`${op} failed: ${(err as Error).message}`, { cause: err });
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(500, delay * 2);
+      }
+    }
+  }
+
+  private async request<K extends Op>(
+    subject: string,
+    body: unknown,
+    timeout = 3000,
+  ): Promise<ApiResults[K]> {
+    const msg = await this.nc.request(subject, encodeEnvelope(body, { cluster: this.subjects.cluster }), {
+      timeout,
+    });
+    const r = decodeReply<ApiResults[K]>(msg.data, { cluster: this.subjects.cluster });
+    if (!r.ok) throw r.error;
+    return r.result;
+  }
+
+  /** Closes the session (its ephemeral keys go at once) and the connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.keepalive) clearInterval(this.keepalive);
+    const s = this.session;
+    if (s !== null) {
+      try {
+        await this.call('sessionClose', { id: s.id, secret: s.secret });
+      } catch {
+        // The session will expire by itself.
+      }
+    }
+    this.closed = true;
+    this.session = null;
+    if (this.ownsConnection) await this.nc.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+export async function connect(options: ConnectOptions): Promise<Client> {
+  const cluster = options.cluster ?? 'dev';
+  const subjects = subjectTable({ cluster, ...(options.prefix ? { prefix: options.prefix } : {}) });
+  const servers = typeof options.servers === 'string' ? [options.servers] : [...options.servers];
+  const user = options.user ?? 'client';
+  const nc =
+    options.nats ??
+    (await natsConnect({
+      servers,
+      ...(options.user !== undefined || options.pass !== undefined ? { user } : {}),
+      ...(options.pass !== undefined ? { pass: options.pass } : {}),
+      inboxPrefix: inboxPrefix(user),
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 200,
+      name: `ensemble-client-${cluster}`,
+    }));
+  const client = new Client(nc, subjects, options, options.nats === undefined);
+  if (options.session !== false) {
+    try {
+      await client.openSession(options.sessionTtlMs ?? 10_000);
+    } catch (err) {
+      await client.close().catch(() => {});
+      throw err;
+    }
+  }
+  return client;
+}

@@ -1,0 +1,273 @@
+/**
+ * The `ensemble` command.
+ *
+ *   ensemble up [--nodes 3|5] [--nats-cluster]      a local cluster: NATS + nodes, Ctrl-C stops it
+ *   ensemble node --id n1 --data ./data/n1 --nats nats://127.0.0.1:4222 --initial-cluster n1,n2,n3
+ *   ensemble get|put|del|ls|range|txn|status|members|transfer …   client commands
+ *
+ * Client commands print for a person by default and one JSON document with `--json`. Options
+ * also come from the environment: ENSEMBLE_NATS, ENSEMBLE_CLUSTER, ENSEMBLE_USER,
+ * ENSEMBLE_PASSWORD (client), and for `node` a JSON config file (`--config`).
+ */
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { type Client, connect } from '../client/index.ts';
+import type { KeyValue } from '../protocol/api.ts';
+import { DEV_PASSWORDS } from './nats-server.ts';
+import { runNode } from './node-main.ts';
+import { runUp } from './up.ts';
+
+const env = process.env;
+const program = new Command()
+  .name('ensemble')
+  .description('Ensemble: a coordination cluster (Raft on XState, NATS, RocksDB)')
+  .showHelpAfterError();
+
+interface ClientOpts {
+  nats: string;
+  cluster: string;
+  user: string;
+  password?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+function clientOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--nats <urls>', 'NATS server URLs, comma-separated')
+        .env('ENSEMBLE_NATS')
+        .default('nats://127.0.0.1:4222'),
+    )
+    .addOption(new Option('--cluster <name>', 'cluster name').env('ENSEMBLE_CLUSTER').default('dev'))
+    .addOption(new Option('--user <user>', 'NATS user').env('ENSEMBLE_USER').default('client'))
+    .addOption(
+      new Option('--password <password>', 'NATS password (default: the development password)').env(
+        'ENSEMBLE_PASSWORD',
+      ),
+    )
+    .option('--timeout <ms>', 'deadline per request, retries included', '10000')
+    .option('--json', 'print JSON for programs');
+}
+
+async function withClient<T>(o: ClientOpts, session: boolean, fn: (c: Client) => Promise<T>): Promise<void> {
+  const user = o.user;
+  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+  const c = await connect({
+    servers: o.nats.split(','),
+    cluster: o.cluster,
+    user,
+    ...(pass ? { pass } : {}),
+    timeoutMs: Number(o.timeout),
+    session,
+  });
+  try {
+    const result = await fn(c);
+    if (o.json) console.log(JSON.stringify(result, jsonBytes));
+  } finally {
+    await c.close();
+  }
+}
+
+/** Byte values as UTF-8 text when they are, else base64 with an encoding marker. */
+function jsonBytes(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array || (value && (value as { type?: string }).type === 'Buffer')) {
+    const b = value instanceof Uint8Array ? value : Uint8Array.from((value as { data: number[] }).data);
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(b);
+    } catch {
+      return { base64: Buffer.from(b).toString('base64') };
+    }
+  }
+  return value;
+}
+
+const text = (v: Uint8Array) => new TextDecoder().decode(v);
+const describe = (kv: KeyValue) =>
+  `${kv.key} = ${text(kv.value)}    (version ${kv.version}, created ${kv.createRevision}, modified ${kv.modRevision}${kv.session ? `, ephemeral of ${kv.session}` : ''})`;
+
+function fail(err: unknown): never {
+  const e = err as { code?: string; message?: string };
+  console.error(`ensemble: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}`);
+  process.exit(1);
+}
+
+program
+  .command('node')
+  .description('run one node process')
+  .option('--id <id>', 'node id (a subject token)', env.ENSEMBLE_NODE_ID)
+  .option('--data <dir>', 'data directory', env.ENSEMBLE_DATA)
+  .option('--nats <urls>', 'NATS server URLs, comma-separated', env.ENSEMBLE_NATS ?? 'nats://127.0.0.1:4222')
+  .option(
+    '--initial-cluster <ids>',
+    'members of a new cluster (only used on an empty data directory)',
+    env.ENSEMBLE_INITIAL_CLUSTER,
+  )
+  .option('--join', 'start empty and wait to be added as a member', false)
+  .option('--cluster <name>', 'cluster name', env.ENSEMBLE_CLUSTER ?? 'dev')
+  .option('--prefix <subject>', 'subject prefix (default ensemble.<cluster>)')
+  .option('--http-port <port>', 'port of /metrics and /health (0: any)', env.ENSEMBLE_HTTP_PORT ?? '0')
+  .option('--tick-ms <ms>', 'Raft tick', env.ENSEMBLE_TICK_MS)
+  .option('--election-ticks <n>', 'election timeout in ticks')
+  .option('--snapshot-threshold <n>', 'entries applied between snapshots')
+  .option('--config <file>', 'JSON file with any of these options')
+  .action(async (o) => {
+    const file = o.config ? (JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>) : {};
+    await runNode({
+      ...file,
+      ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
+    }).catch(fail);
+  });
+
+program
+  .command('up')
+  .description('start nats-server and a local cluster; Ctrl-C stops everything')
+  .option('--nodes <n>', 'how many nodes', '3')
+  .option('--data <dir>', 'where node data lives', './data')
+  .option('--cluster <name>', 'cluster name', 'dev')
+  .option('--port <port>', 'NATS client port', '4222')
+  .option('--nats-cluster', 'run 3 NATS servers joined by routes (no single point of failure)', false)
+  .option('--json', 'print where everything is as JSON')
+  .action((o) => runUp(o).catch(fail));
+
+clientOptions(program.command('get <key>').description('read a key'))
+  .option('--serializable', 'local read on whichever node answers (may be stale)')
+  .option('--revision <rev>', 'read at a past revision')
+  .action((key: string, o) =>
+    withClient(o, false, async (c) => {
+      const kv = await c.get(key, {
+        ...(o.serializable ? { serializable: true } : {}),
+        ...(o.revision ? { revision: Number(o.revision) } : {}),
+      });
+      if (!o.json) console.log(kv === null ? `${key} not found` : describe(kv));
+      return kv;
+    }).catch(fail),
+  );
+
+clientOptions(program.command('put <key> <value>').description('write a key'))
+  .option('--if-absent', 'fail with EXISTS if the key exists')
+  .option('--if-version <n>', 'fail with VERSION_MISMATCH unless the key has this version')
+  .action((key: string, value: string, o) =>
+    withClient(o, true, async (c) => {
+      const r = await c.put(key, value, {
+        ...(o.ifAbsent ? { ifAbsent: true } : {}),
+        ...(o.ifVersion !== undefined ? { ifVersion: Number(o.ifVersion) } : {}),
+      });
+      if (!o.json) console.log(`${key} written: version ${r.version}, revision ${r.revision}`);
+      return r;
+    }).catch(fail),
+  );
+
+clientOptions(program.command('del <key>').description('delete a key (or a subtree)'))
+  .option('--subtree', 'also delete every key below it')
+  .action((key: string, o) =>
+    withClient(o, true, async (c) => {
+      const deleted = await c.delete(key, o.subtree ? { subtree: true } : {});
+      if (!o.json) console.log(`${deleted} key${deleted === 1 ? '' : 's'} deleted`);
+      return { deleted };
+    }).catch(fail),
+  );
+
+clientOptions(program.command('ls [path]').description('list the children of a path'))
+  .option('--limit <n>', 'at most this many names')
+  .action((path: string | undefined, o) =>
+    withClient(o, false, async (c) => {
+      const r = await c.list(path ?? '/', o.limit ? { limit: Number(o.limit) } : {});
+      if (!o.json) {
+        for (const n of r.names) console.log(n);
+        if (r.more) console.log('… (more: use --limit and the last name)');
+      }
+      return r;
+    }).catch(fail),
+  );
+
+clientOptions(program.command('range <prefix>').description('keys starting with a prefix'))
+  .option('--limit <n>', 'at most this many keys')
+  .action((prefix: string, o) =>
+    withClient(o, false, async (c) => {
+      const r = await c.range(prefix, o.limit ? { limit: Number(o.limit) } : {});
+      if (!o.json) for (const kv of r.kvs) console.log(describe(kv));
+      return r;
+    }).catch(fail),
+  );
+
+clientOptions(
+  program
+    .command('txn <spec>')
+    .description(
+      'a transaction from JSON: {"compare":[{"key":"/a","target":"version","result":"eq","value":0}],"success":[{"op":"put","key":"/a","value":"x"}],"failure":[]}',
+    ),
+).action((spec: string, o) =>
+  withClient(o, true, async (c) => {
+    const t = JSON.parse(spec, (k, v) =>
+      k === 'value' && typeof v === 'string' ? new TextEncoder().encode(v) : v,
+    );
+    const r = await c.txn(t);
+    if (!o.json)
+      console.log(`txn ${r.succeeded ? 'succeeded' : 'failed its compares'} at revision ${r.revision}`);
+    return r;
+  }).catch(fail),
+);
+
+clientOptions(program.command('status').description('status of the cluster, node by node'))
+  .option('--node <id>', 'only this node')
+  .action((o) =>
+    withClient(o, false, async (c) => {
+      const first = await c.status(o.node);
+      const ids = o.node ? [o.node] : [...first.members.voters, ...first.members.learners];
+      const all = await Promise.all(
+        ids.map((id) => c.status(id).catch((e: Error) => ({ id, error: e.message }))),
+      );
+      if (!o.json) {
+        console.log('node   role       term   leader  commit  applied  revision');
+        for (const s of all) {
+          if ('error' in s) console.log(`${s.id.padEnd(6)} unreachable: ${s.error}`);
+          else
+            console.log(
+              `${s.id.padEnd(6)} ${s.role.padEnd(10)} ${String(s.term).padEnd(6)} ${String(s.leader ?? '-').padEnd(7)} ${String(s.commitIndex).padEnd(7)} ${String(s.appliedIndex).padEnd(8)} ${s.revision}`,
+            );
+        }
+      }
+      return all;
+    }).catch(fail),
+  );
+
+clientOptions(
+  program.command('members [action] [id]').description('list members, or add|promote|remove <id>'),
+).action((action: string | undefined, id: string | undefined, o) =>
+  withClient(o, false, async (c) => {
+    if (action === undefined) {
+      const s = await c.status();
+      if (!o.json) {
+        console.log(`voters:   ${s.members.voters.join(', ')}`);
+        console.log(`learners: ${s.members.learners.join(', ') || '-'}`);
+      }
+      return s.members;
+    }
+    if (id === undefined) throw new TypeError(`members ${action} needs a node id`);
+    const r =
+      action === 'add'
+        ? await c.memberAdd(id)
+        : action === 'promote'
+          ? await c.memberPromote(id)
+          : action === 'remove'
+            ? await c.memberRemove(id)
+            : fail(new TypeError(`unknown action ${action}: add, promote or remove`));
+    if (!o.json)
+      console.log(
+        `done at index ${r.index}: voters ${r.members.voters.join(', ')}; learners ${r.members.learners.join(', ') || '-'}`,
+      );
+    return r;
+  }).catch(fail),
+);
+
+clientOptions(program.command('transfer [to]').description('hand leadership to another voter')).action(
+  (to: string | undefined, o) =>
+    withClient(o, false, async (c) => {
+      const r = await c.transferLeader(to);
+      if (!o.json) console.log(`leader is now ${r.leader}`);
+      return r;
+    }).catch(fail),
+);
+
+await program.parseAsync();

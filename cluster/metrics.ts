@@ -1,0 +1,159 @@
+/**
+ * `/metrics` (Prometheus text format, prom-client) and `/health` of one node, on its own HTTP
+ * port. Gauges are read from the node when scraped; counters mirror the actors' counters.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { EnsembleNode } from '../actors/node.ts';
+import { lastIndex } from '../machines/raft/state.ts';
+
+const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
+
+export interface MetricsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export function nodeRegistry(node: EnsembleNode): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: node.config.id, cluster: node.config.cluster });
+  collectDefaultMetrics({ register: registry });
+  const raft = () => node.raftState();
+
+  new Gauge({
+    name: 'ensemble_raft_role',
+    help: 'Raft role of the node (1 for the current role)',
+    labelNames: ['role'],
+    registers: [registry],
+    collect() {
+      const role = raft().role;
+      for (const r of ROLES) this.set({ role: r }, r === role ? 1 : 0);
+    },
+  });
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('ensemble_raft_term', 'Current Raft term', () => raft().term);
+  gauge('ensemble_raft_commit_index', 'Highest log index known committed', () => raft().commit);
+  gauge('ensemble_raft_applied_index', 'Highest log index applied to the key tree', () => node.applier.index);
+  gauge('ensemble_raft_last_index', 'Last log index', () => lastIndex(raft()));
+  gauge(
+    'ensemble_raft_elections_won_total',
+    'Elections this node won since start',
+    () => raft().stats.elections,
+  );
+
+  const counters = (name: string, help: string, read: () => number) => {
+    let seen = 0;
+    return new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const v = read();
+        if (v > seen) this.inc(v - seen);
+        seen = v;
+      },
+    });
+  };
+  const t = () => node.transport.counters;
+  const a = () => node.api.counters;
+  counters('ensemble_proposals_total', 'Commands proposed to the log', () => a().proposals);
+  counters(
+    'ensemble_proposal_batches_total',
+    'Proposal batches (one raft.propose each)',
+    () => a().proposalBatches,
+  );
+  counters('ensemble_requests_total', 'Client requests received', () => a().requests);
+  counters('ensemble_request_errors_total', 'Client requests answered with an error', () => a().errors);
+  counters('ensemble_requests_forwarded_total', 'Requests forwarded to the leader', () => a().forwarded);
+  counters('ensemble_snapshots_installed_total', 'Snapshots received and installed', () => node.driver.restores);
+  counters('ensemble_snapshots_sent_total', 'Snapshots streamed to followers', () => t().snapshotsSent);
+  counters('ensemble_peer_frames_in_total', 'Peer frames received', () => t().framesIn);
+  counters('ensemble_peer_frames_out_total', 'Peer frames sent', () => t().framesOut);
+  counters('ensemble_peer_messages_in_total', 'Raft messages received', () => t().messagesIn);
+  counters('ensemble_peer_messages_out_total', 'Raft messages sent', () => t().messagesOut);
+  const dropped = new Counter({
+    name: 'ensemble_dropped_inputs_total',
+    help: 'Bad inputs dropped or refused, by source and reason',
+    labelNames: ['source', 'reason'],
+    registers: [registry],
+  });
+  const seenDrops = new Map<string, number>();
+  const dropsGauge = () => {
+    const d = t().drops;
+    const rows: [string, string, number][] = [
+      ...Object.entries(d).map(([reason, v]) => ['peer', reason, v] as [string, string, number]),
+      ['client', 'invalid', a().badInput],
+      ['client', 'forgedKeepalive', a().forgedKeepalives],
+      ['raft', 'unexpected', raft().stats.dropped],
+    ];
+    for (const [source, reason, v] of rows) {
+      const k = `${source}/${reason}`;
+      const before = seenDrops.get(k) ?? 0;
+      if (v > before) dropped.inc({ source, reason }, v - before);
+      seenDrops.set(k, v);
+    }
+  };
+  const latency = new Histogram({
+    name: 'ensemble_apply_seconds',
+    help: 'Time to apply one command to the key tree',
+    buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05],
+    registers: [registry],
+  });
+  const drain = () => {
+    for (const ms of node.applier.latencies.splice(0)) latency.observe(ms / 1000);
+    dropsGauge();
+  };
+  const metrics = registry.metrics.bind(registry);
+  registry.metrics = async () => {
+    drain();
+    return metrics();
+  };
+  return registry;
+}
+
+/** Serves `/metrics` and `/health` for `node` on `port` (0: any free port) of `host`. */
+export function serveMetrics(node: EnsembleNode, port: number, host = '127.0.0.1'): Promise<MetricsServer> {
+  const registry = nodeRegistry(node);
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err) => {
+          res.writeHead(500);
+          res.end(String(err));
+        },
+      );
+      return;
+    }
+    if (req.url === '/health') {
+      const s = node.raftState();
+      const healthy = s.leader !== null;
+      res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ healthy, role: s.role, term: s.term, leader: s.leader, commit: s.commit }));
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      resolve({
+        port: typeof address === 'object' && address !== null ? address.port : port,
+        close: () => new Promise<void>((r) => server.close(() => r())),
+      });
+    });
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * One node process: config from flags, env or a JSON file; /metrics and /health on its HTTP
+ * port; clean shutdown on SIGTERM/SIGINT; exit code 1 when the node stopped on a fatal error
+ * (an I/O failure: restart it and it resumes from RocksDB).
+ */
+import { EnsembleNode } from '../actors/node.ts';
+import { serveMetrics } from './metrics.ts';
+import { natsCredentials } from './nats-server.ts';
+
+export interface NodeArgs {
+  id?: string;
+  data?: string;
+  nats?: string;
+  initialCluster?: string;
+  join?: boolean;
+  cluster?: string;
+  prefix?: string;
+  httpPort?: string | number;
+  tickMs?: string | number;
+  electionTicks?: string | number;
+  snapshotThreshold?: string | number;
+  user?: string;
+  password?: string;
+}
+
+const num = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+
+export async function runNode(a: NodeArgs): Promise<void> {
+  if (!a.id || !a.data) throw new TypeError('ensemble node needs --id and --data');
+  const initial = (a.initialCluster ?? '').split(',').filter(Boolean);
+  if (!a.join && initial.length === 0)
+    throw new TypeError('ensemble node needs --initial-cluster (or --join)');
+  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  const raft: Record<string, number> = {};
+  if (a.electionTicks !== undefined) raft.electionTicks = Number(a.electionTicks);
+  if (a.snapshotThreshold !== undefined) raft.snapshotThreshold = Number(a.snapshotThreshold);
+  const tickMs = num(a.tickMs);
+  const node = await EnsembleNode.start({
+    id: a.id,
+    dataDir: a.data,
+    servers: (a.nats ?? 'nats://127.0.0.1:4222').split(','),
+    user: a.user ?? 'peer',
+    pass: a.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? natsCredentials('peer').pass,
+    cluster: a.cluster ?? 'dev',
+    ...(a.prefix ? { prefix: a.prefix } : {}),
+    initialCluster: initial,
+    join: Boolean(a.join),
+    ...(tickMs !== undefined ? { tickMs } : {}),
+    raft,
+    log,
+  });
+  const metrics = await serveMetrics(node, num(a.httpPort) ?? 0);
+  log(
+    `[${a.id}] metrics http://127.0.0.1:${metrics.port}/metrics  health http://127.0.0.1:${metrics.port}/health`,
+  );
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`[${a.id}] ${signal}: stopping`);
+    await node.stop();
+    await metrics.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  const failure = await node.closed();
+  if (failure !== null && !stopping) {
+    log(`[${a.id}] stopped on a fatal error: ${(failure as Error).message ?? String(failure)}`);
+    await metrics.close();
+    process.exit(1);
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * `ensemble up`: a local cluster on this machine. Finds nats-server (installing it with apt when
+ * missing and running as root on Debian, saying so; otherwise explaining how), starts it with
+ * nats.conf (or 3 servers joined by routes), starts the node processes with data under
+ * `./data`, waits for a leader, prints where everything is, and stops all of it on Ctrl-C.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from '../client/index.ts';
+import {
+  DEV_PASSWORDS,
+  ensureNatsServer,
+  freePort,
+  type NatsServer,
+  startNatsCluster,
+  startNatsServer,
+} from './nats-server.ts';
+
+export interface UpArgs {
+  nodes?: string | number;
+  data?: string;
+  cluster?: string;
+  port?: string | number;
+  natsCluster?: boolean;
+  json?: boolean;
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = path.join(ROOT, 'bin', 'ensemble.mjs');
+
+async function portFree(port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+export async function runUp(a: UpArgs): Promise<void> {
+  const n = Number(a.nodes ?? 3);
+  if (!Number.isInteger(n) || n < 1 || n > 9) throw new TypeError('--nodes takes 1 to 9');
+  const cluster = a.cluster ?? 'dev';
+  const dataRoot = path.resolve(a.data ?? 'data');
+  const say = (line: string) => {
+    if (!a.json) console.log(line);
+  };
+  say('ensemble up: looking for nats-server…');
+  const binary = await ensureNatsServer({ log: say });
+  let wanted = Number(a.port ?? 4222);
+  if (!(await portFree(wanted))) {
+    const other = await freePort();
+    say(`port ${wanted} is taken: NATS listens on ${other} instead`);
+    wanted = other;
+  }
+  const servers: NatsServer[] = [];
+  let urls: string[];
+  let stopNats: () => Promise<void>;
+  if (a.natsCluster) {
+    const c = await startNatsCluster({ binary, size: 3 });
+    servers.push(...c.servers);
+    urls = [...c.urls];
+    stopNats = () => c.stop();
+  } else {
+    const s = await startNatsServer({ binary, port: wanted });
+    servers.push(s);
+    urls = [s.url];
+    stopNats = () => s.stop();
+  }
+  say(`NATS: ${urls.join(', ')}`);
+
+  const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  const children: ChildProcess[] = [];
+  const httpPorts: number[] = [];
+  for (const id of ids) {
+    const dir = path.join(dataRoot, id);
+    mkdirSync(dir, { recursive: true });
+    const httpPort = await freePort();
+    httpPorts.push(httpPort);
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'node',
+        '--id',
+        id,
+        '--data',
+        dir,
+        '--nats',
+        urls.join(','),
+        '--initial-cluster',
+        ids.join(','),
+        '--cluster',
+        cluster,
+        '--http-port',
+        String(httpPort),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    // Node log lines carry their node id already.
+    child.stdout?.on('data', (d: Buffer) => {
+      if (!a.json) process.stdout.write(d);
+    });
+    child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+    children.push(child);
+  }
+
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping nodes and NATS…');
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+            c.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
+    await stopNats();
+    say('stopped.');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+  for (const c of children) {
+    c.once('exit', (code) => {
+      if (!stopping) {
+        console.error(`a node exited (code ${code}); stopping the cluster`);
+        void stopAll(1);
+      }
+    });
+  }
+
+  say('waiting for a leader…');
+  const client = await connect({
+    servers: urls,
+    cluster,
+    user: 'client',
+    pass: DEV_PASSWORDS.client,
+    session: false,
+    timeoutMs: 30_000,
+  });
+  let leader: string | null = null;
+  const deadline = performance.now() + 60_000;
+  while (leader === null && performance.now() < deadline) {
+    try {
+      const s = await client.status();
+      leader = s.leader;
+    } catch {
+      // not up yet
+    }
+    if (leader === null) await new Promise((r) => setTimeout(r, 200));
+  }
+  await client.close();
+  if (leader === null) {
+    console.error('no leader within 60 s');
+    return stopAll(1);
+  }
+  const info = {
+    cluster,
+    nats: urls,
+    leader,
+    nodes: ids.map((id, i) => ({
+      id,
+      pid: children[i]!.pid,
+      data: path.join(dataRoot, id),
+      metrics: `http://127.0.0.1:${httpPorts[i]}/metrics`,
+      health: `http://127.0.0.1:${httpPorts[i]}/health`,
+    })),
+  };
+  if (a.json) {
+    console.log(JSON.stringify(info));
+  } else {
+    console.log(`\nEnsemble cluster "${cluster}" is up; leader ${leader}.`);
+    for (const nd of info.nodes) console.log(`  ${nd.id}  pid ${nd.pid}  data ${nd.data}  ${nd.metrics}`);
+    const nats = urls.join(',');
+    const flags = `${nats === 'nats://127.0.0.1:4222' ? '' : ` --nats ${nats}`}${cluster === 'dev' ? '' : ` --cluster ${cluster}`}`;
+    console.log(`\nTry:  npm run ensemble -- put /hello world${flags}`);
+    console.log(`      npm run ensemble -- get /hello${flags}`);
+    console.log(`      npm run ensemble -- status${flags}`);
+    console.log('Ctrl-C stops everything.');
+  }
+}

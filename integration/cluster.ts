@@ -1,0 +1,135 @@
+/**
+ * Real clusters for the integration tests: node processes (`bin/ensemble.mjs node`) on the
+ * harness's NATS server(s), data in temp directories, stopped by their own pids at teardown.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Client, connect } from '../client/index.ts';
+import { natsCredentials } from '../cluster/nats-server.ts';
+import type { Harness, ManagedProcess } from './harness.ts';
+
+const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
+
+export interface ClusterOptions {
+  readonly nodes?: number;
+  readonly cluster?: string;
+  /** Extra flags for every node (e.g. `--snapshot-threshold 500`). */
+  readonly flags?: readonly string[];
+  readonly tickMs?: number;
+}
+
+export class TestCluster {
+  readonly procs = new Map<string, ManagedProcess>();
+  readonly dirs = new Map<string, string>();
+  readonly httpPorts = new Map<string, number>();
+  private clients: Client[] = [];
+
+  constructor(
+    readonly h: Harness,
+    readonly ids: string[],
+    readonly name: string,
+    private readonly flags: readonly string[],
+  ) {}
+
+  static async start(h: Harness, o: ClusterOptions = {}): Promise<TestCluster> {
+    const n = o.nodes ?? 3;
+    const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+    const flags = [...(o.flags ?? []), '--tick-ms', String(o.tickMs ?? 50)];
+    const c = new TestCluster(h, ids, o.cluster ?? 'it', flags);
+    for (const id of ids) await c.startNode(id, ids);
+    await c.waitForLeader();
+    return c;
+  }
+
+  async startNode(id: string, initial: readonly string[] | null): Promise<ManagedProcess> {
+    let dir = this.dirs.get(id);
+    if (dir === undefined) {
+      dir = await this.h.tempDir(id);
+      this.dirs.set(id, dir);
+    }
+    const args = [
+      BIN,
+      'node',
+      '--id',
+      id,
+      '--data',
+      dir,
+      '--nats',
+      this.h.natsUrls.join(','),
+      '--cluster',
+      this.name,
+    ];
+    if (initial === null) args.push('--join');
+    else args.push('--initial-cluster', initial.join(','));
+    const p = this.h.spawn(process.execPath, [...args, ...this.flags], {
+      env: { ...process.env, ENSEMBLE_PEER_PASSWORD: natsCredentials('peer').pass },
+    });
+    this.procs.set(id, p);
+    const m = await p.waitForOutput(/metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics/, 30_000);
+    this.httpPorts.set(id, Number(m[1]));
+    return p;
+  }
+
+  async client(
+    options: { session?: boolean; sessionTtlMs?: number; timeoutMs?: number } = {},
+  ): Promise<Client> {
+    const c = await connect({
+      servers: [...this.h.natsUrls],
+      cluster: this.name,
+      user: 'client',
+      pass: natsCredentials('client').pass,
+      timeoutMs: options.timeoutMs ?? 20_000,
+      ...options,
+    });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Waits until every running node names the same leader; returns it. */
+  async waitForLeader(timeoutMs = 30_000, among: readonly string[] = this.running()): Promise<string> {
+    const c = await this.client({ session: false, timeoutMs: 2000 });
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        const all = await Promise.all(among.map((id) => c.status(id)));
+        const leader = all[0]!.leader;
+        if (leader !== null && all.every((s) => s.leader === leader) && among.includes(leader)) return leader;
+      } catch {
+        // a node is not answering yet
+      }
+      if (performance.now() > deadline)
+        throw new Error(`no agreed leader among ${among.join(',')} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  running(): string[] {
+    return this.ids.filter((id) => {
+      const p = this.procs.get(id);
+      return p !== undefined && p.child.exitCode === null && p.child.signalCode === null;
+    });
+  }
+
+  async kill(id: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.procs.get(id)?.kill(signal);
+  }
+
+  async metrics(id: string): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPorts.get(id)}/metrics`);
+    return res.text();
+  }
+
+  async metric(id: string, name: string): Promise<number> {
+    const text = await this.metrics(id);
+    let total = 0;
+    for (const line of text.split('\n')) if (line.startsWith(name)) total += Number(line.split(' ').at(-1));
+    return total;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.clients.map((c) => c.close().catch(() => {})));
+    await Promise.all([...this.procs.values()].map((p) => p.stop().catch(() => {})));
+  }
+}
+
+export const dataDirOf = (c: TestCluster, id: string): string => path.resolve(c.dirs.get(id) ?? '');
