@@ -15,52 +15,58 @@ test.after.always(async () => {
   await harness?.teardown();
 });
 
-test.serial('kill -9 of the leader during acknowledged writes: a new leader, nothing lost, nothing applied twice', async (t) => {
-  const cluster = await TestCluster.start(harness, { cluster: 'kill' });
-  try {
-    const c = await cluster.client({ timeoutMs: 30_000 });
-    const acked: number[] = [];
-    let next = 0;
-    let stop = false;
-    const writers = Array.from({ length: 8 }, async () => {
-      while (!stop) {
-        const i = next++;
-        await c.put(`/w/${String(i).padStart(6, '0')}`, String(i));
-        acked.push(i);
+test.serial(
+  'kill -9 of the leader during acknowledged writes: a new leader, nothing lost, nothing applied twice',
+  async (t) => {
+    const cluster = await TestCluster.start(harness, { cluster: 'kill' });
+    try {
+      const c = await cluster.client({ timeoutMs: 30_000 });
+      const acked: number[] = [];
+      let next = 0;
+      let stop = false;
+      const writers = Array.from({ length: 8 }, async () => {
+        while (!stop) {
+          const i = next++;
+          await c.put(`/w/${String(i).padStart(6, '0')}`, String(i));
+          acked.push(i);
+        }
+      });
+      while (acked.length < 300) await new Promise((r) => setTimeout(r, 20));
+      const old = await cluster.waitForLeader();
+      const atKill = acked.length;
+      await cluster.kill(old, 'SIGKILL');
+      t.log(`killed leader ${old} after ${atKill} acknowledged writes`);
+      const survivors = cluster.ids.filter((id) => id !== old);
+      const leader = await cluster.waitForLeader(30_000, survivors);
+      t.not(leader, old);
+      while (acked.length < atKill + 300) await new Promise((r) => setTimeout(r, 20));
+      stop = true;
+      await Promise.all(writers);
+      // Every acknowledged write is there, exactly once (a second apply would make version 2).
+      const all = await c.range('/w/');
+      const byKey = new Map(all.kvs.map((kv) => [kv.key, kv]));
+      for (const i of acked) {
+        const kv = byKey.get(`/w/${String(i).padStart(6, '0')}`);
+        t.truthy(kv, `write ${i} lost`);
+        if (kv) t.is(kv.version, 1, `write ${i} applied ${kv.version} times`);
       }
-    });
-    while (acked.length < 300) await new Promise((r) => setTimeout(r, 20));
-    const old = await cluster.waitForLeader();
-    const atKill = acked.length;
-    await cluster.kill(old, 'SIGKILL');
-    t.log(`killed leader ${old} after ${atKill} acknowledged writes`);
-    const survivors = cluster.ids.filter((id) => id !== old);
-    const leader = await cluster.waitForLeader(30_000, survivors);
-    t.not(leader, old);
-    while (acked.length < atKill + 300) await new Promise((r) => setTimeout(r, 20));
-    stop = true;
-    await Promise.all(writers);
-    // Every acknowledged write is there, exactly once (a second apply would make version 2).
-    const all = await c.range('/w/');
-    const byKey = new Map(all.kvs.map((kv) => [kv.key, kv]));
-    for (const i of acked) {
-      const kv = byKey.get(`/w/${String(i).padStart(6, '0')}`);
-      t.truthy(kv, `write ${i} lost`);
-      if (kv) t.is(kv.version, 1, `write ${i} applied ${kv.version} times`);
+      t.log(`${acked.length} acknowledged writes all present, each applied once`);
+      // The old leader comes back from RocksDB and catches up.
+      await cluster.startNode(old, cluster.ids);
+      await cluster.waitForLeader(30_000, cluster.ids);
+      const s = await c.status(old);
+      t.true(s.appliedIndex > 0);
+    } finally {
+      await cluster.close();
     }
-    t.log(`${acked.length} acknowledged writes all present, each applied once`);
-    // The old leader comes back from RocksDB and catches up.
-    await cluster.startNode(old, cluster.ids);
-    await cluster.waitForLeader(30_000, cluster.ids);
-    const s = await c.status(old);
-    t.true(s.appliedIndex > 0);
-  } finally {
-    await cluster.close();
-  }
-});
+  },
+);
 
 test.serial('a follower that missed a compacted log catches up through InstallSnapshot', async (t) => {
-  const cluster = await TestCluster.start(harness, { cluster: 'snap', flags: ['--snapshot-threshold', '1000'] });
+  const cluster = await TestCluster.start(harness, {
+    cluster: 'snap',
+    flags: ['--snapshot-threshold', '1000'],
+  });
   try {
     const c = await cluster.client({ timeoutMs: 30_000 });
     const leader = await cluster.waitForLeader();
@@ -85,7 +91,10 @@ test.serial('a follower that missed a compacted log catches up through InstallSn
       await new Promise((r) => setTimeout(r, 200));
     }
     t.true(applied >= target, `lagger applied ${applied} of ${target}`);
-    t.true((await cluster.metric(lagger, 'ensemble_snapshots_installed_total')) >= 1, 'a snapshot was installed');
+    t.true(
+      (await cluster.metric(lagger, 'ensemble_snapshots_installed_total')) >= 1,
+      'a snapshot was installed',
+    );
     await c.put('/after', 'x');
     const kv = await c.get('/k/9999', { serializable: false });
     t.is(kv?.version, 1);
