@@ -13,7 +13,8 @@
  * error; nothing a client sends can throw out of a handler.
  */
 import { randomBytes } from 'node:crypto';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { type Service, Svcm } from '@nats-io/services';
+import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type {
   Effect,
   Entry,
@@ -24,7 +25,7 @@ import type {
 } from '../machines/raft/index.ts';
 import { currentConfig, lastIndex } from '../machines/raft/state.ts';
 import type { ApiLimits, ApiResults, Op, ValidRequest } from '../protocol/api.ts';
-import { opKinds, validateRequest } from '../protocol/api.ts';
+import { opKinds, ops, validateRequest } from '../protocol/api.ts';
 import {
   type DecodedEnvelope,
   decodeEnvelope,
@@ -32,6 +33,7 @@ import {
   encodeDecodeError,
   encodePeer,
   encodeReply,
+  LEADER_HEADER,
   type Outcome,
   type WireFormat,
 } from '../protocol/codec.ts';
@@ -69,7 +71,8 @@ export interface ApiOptions {
 interface Reply {
   readonly format: WireFormat;
   readonly base64: boolean;
-  readonly respond: (bytes: Uint8Array) => void;
+  /** `leader`: set on answers relayed from the leader, so clients learn where to go. */
+  readonly respond: (bytes: Uint8Array, leader?: string) => void;
 }
 
 interface PendingWrite {
@@ -100,6 +103,9 @@ export interface ApiCounters {
   forgedKeepalives: number;
 }
 
+/** The version the service announces (follows package.json). */
+export const SERVICE_VERSION = '0.1.0';
+
 export class Api {
   readonly counters: ApiCounters = {
     requests: 0,
@@ -113,6 +119,7 @@ export class Api {
     forgedKeepalives: 0,
   };
   private subs: Subscription[] = [];
+  private service: Promise<Service> | null = null;
   private nextId = 0;
   private readonly writes = new Map<string, PendingWrite>();
   private readonly byIndex = new Map<number, PendingWrite>();
@@ -126,16 +133,31 @@ export class Api {
   constructor(private readonly opts: ApiOptions) {}
 
   start(): void {
-    const { nc, subjects, self } = this.opts;
-    this.subs.push(
-      nc.subscribe(subjects.nodeApiWildcard(self), { callback: (e, m) => void (!e && this.onApi(m, false)) }),
-    );
-    this.subs.push(
-      nc.subscribe(subjects.apiWildcard(), {
+    const { nc, subjects, self, cluster } = this.opts;
+    // The API is a NATS service (`nats micro ls` / $SRV discovery lists it): two endpoints with
+    // wildcard subjects, so unknown ops still reach us and get UNKNOWN_OP.
+    const service = new Svcm(nc).add({
+      name: 'ensemble',
+      version: SERVICE_VERSION,
+      description: 'Ensemble coordination cluster: key tree, sessions, watches over request/reply',
+      metadata: { cluster, node: self, prefix: subjects.prefix, ops: ops.join(',') },
+      queue: subjects.apiQueue,
+    });
+    this.service = service.then((svc) => {
+      svc.addEndpoint('api', {
+        subject: subjects.apiWildcard(),
         queue: subjects.apiQueue,
-        callback: (e, m) => void (!e && this.onApi(m, true)),
-      }),
-    );
+        metadata: { scope: 'any node; followers forward writes to the leader' },
+        handler: (e, m) => void (!e && this.onApi(m, true)),
+      });
+      svc.addEndpoint('node', {
+        subject: subjects.nodeApiWildcard(self),
+        metadata: { scope: `node ${self} only` },
+        handler: (e, m) => void (!e && this.onApi(m, false)),
+      });
+      return svc;
+    });
+    this.service.catch(() => {});
     this.subs.push(
       nc.subscribe(subjects.forward(self), { callback: (e, m) => void (!e && this.onForward(m)) }),
     );
@@ -147,6 +169,8 @@ export class Api {
   }
 
   stop(): void {
+    void this.service?.then((svc) => svc.stop()).catch(() => {});
+    this.service = null;
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     if (this.sweeper) clearInterval(this.sweeper);
@@ -165,8 +189,14 @@ export class Api {
     const reply: Reply = {
       format: decoded.format,
       base64: decoded.base64,
-      respond: (bytes) => {
-        if (msg.reply && isClientInbox(msg.reply)) msg.respond(bytes);
+      respond: (bytes, leader) => {
+        if (!msg.reply || !isClientInbox(msg.reply)) return;
+        if (leader === undefined) msg.respond(bytes);
+        else {
+          const h = headers();
+          h.set(LEADER_HEADER, leader);
+          msg.respond(bytes, { headers: h });
+        }
       },
     };
     if (!decoded.ok) return this.refuse(reply, decoded);
@@ -224,7 +254,7 @@ export class Api {
     nc.request(subjects.forward(leader), encodePeer(body, cluster), {
       timeout: this.opts.requestTimeoutMs ?? 5000,
     }).then(
-      (r) => reply.respond(r.data),
+      (r) => reply.respond(r.data, leader),
       () => this.answer(reply, { error: new NotLeaderError(leader, `leader ${leader} did not answer`) }),
     );
   }

@@ -245,6 +245,8 @@ export class EnsembleNode {
       subjects,
       cluster: config.cluster,
       self: config.id,
+      incarnation: identity.incarnation,
+      log: (line) => this.log(line),
       raft,
       admits: (id) => {
         const c = currentConfig(state());
@@ -310,6 +312,10 @@ export class EnsembleNode {
     const p = this.parts;
     switch (e.type) {
       case 'apply':
+        for (const entry of e.entries) {
+          if (entry.type === 'config')
+            p.transport.forgetNonMembers([...entry.config.voters, ...entry.config.learners]);
+        }
         return p.applier.apply(e);
       case 'snapshot':
         return p.applier.snapshot();

@@ -27,7 +27,10 @@ export interface TransportOptions {
   readonly subjects: Subjects;
   readonly cluster: string;
   readonly self: NodeId;
+  /** This node's incarnation: peers pin it and refuse a node whose data was wiped. */
+  readonly incarnation: string;
   readonly raft: (event: RaftEvent) => void;
+  readonly log?: (line: string) => void;
   /** Whether `id` may talk to us (a member, or anyone while we know no configuration). */
   readonly admits: (id: NodeId) => boolean;
   /** The snapshot to ship: chunks of the state machine at (or after) `meta.index`. */
@@ -42,7 +45,7 @@ export interface TransportCounters {
   messagesOut: number;
   snapshotsSent: number;
   snapshotsReceived: number;
-  readonly drops: DropCounts & { invalid: number; notMember: number };
+  readonly drops: DropCounts & { invalid: number; notMember: number; incarnation: number };
 }
 
 export class Transport {
@@ -53,7 +56,7 @@ export class Transport {
     messagesOut: 0,
     snapshotsSent: 0,
     snapshotsReceived: 0,
-    drops: { ...newDropCounts(), invalid: 0, notMember: 0 },
+    drops: { ...newDropCounts(), invalid: 0, notMember: 0, incarnation: 0 },
   };
   private readonly out = new Map<NodeId, Message[]>();
   private flushScheduled = false;
@@ -64,6 +67,10 @@ export class Transport {
     { meta: SnapshotMeta; term: number; chunks: Uint8Array[]; next: number }
   >();
   private sending = new Set<NodeId>();
+  /** The incarnation first heard from each member. A node whose data directory was wiped comes
+   * back with a new one: it may have voted in a term it no longer remembers, so it is refused
+   * until it is removed and added again (which forgets the pin). */
+  private readonly pins = new Map<NodeId, string>();
 
   constructor(private readonly opts: TransportOptions) {}
 
@@ -109,7 +116,10 @@ export class Transport {
       this.counters.framesOut++;
       this.counters.messagesOut += msgs.length;
       try {
-        nc.publish(subjects.peer(to), encodePeer({ from: self, to, msgs }, cluster));
+        nc.publish(
+          subjects.peer(to),
+          encodePeer({ from: self, to, inc: this.opts.incarnation, msgs }, cluster),
+        );
       } catch {
         // A closed or reconnecting connection: Raft retries by itself (heartbeats, probes).
       }
@@ -127,13 +137,31 @@ export class Transport {
       drops.invalid++;
       return;
     }
-    if (!this.opts.admits(v.frame.from)) {
+    const from = v.frame.from;
+    if (!this.opts.admits(from)) {
+      this.pins.delete(from);
       drops.notMember++;
+      return;
+    }
+    const pinned = this.pins.get(from);
+    if (pinned === undefined) this.pins.set(from, v.frame.inc);
+    else if (pinned !== v.frame.inc) {
+      if (drops.incarnation++ % 1000 === 0) {
+        this.opts.log?.(
+          `refusing ${from}: incarnation ${v.frame.inc}, expected ${pinned} (data wiped? remove and add it again)`,
+        );
+      }
       return;
     }
     this.counters.framesIn++;
     this.counters.messagesIn += v.frame.msgs.length;
     for (const m of v.frame.msgs) this.opts.raft(m);
+  }
+
+  /** A configuration without these nodes took effect: forget their incarnations, so a node
+   * removed and added again is heard with whatever incarnation it has now. */
+  forgetNonMembers(members: readonly NodeId[]): void {
+    for (const id of this.pins.keys()) if (!members.includes(id)) this.pins.delete(id);
   }
 
   /** Streams a snapshot to `to`, chunk by chunk; reports failure to the machine. */

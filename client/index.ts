@@ -24,7 +24,7 @@ import type {
   Op,
   TxnOp,
 } from '../protocol/api.ts';
-import { decodeReply, encodeEnvelope } from '../protocol/codec.ts';
+import { decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
 import { EnsembleError, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
 import { inboxPrefix, type Subjects, subjects as subjectTable } from '../protocol/subjects.ts';
 
@@ -102,6 +102,15 @@ export class Client implements AsyncDisposable {
   /** The session opened at connect, or null. */
   get sessionInfo(): SessionInfo | null {
     return this.session && { id: this.session.id, ttlMs: this.session.ttlMs };
+  }
+
+  /** Asks any node who leads, so writes go straight there (best effort). */
+  async learnLeader(): Promise<void> {
+    try {
+      this.leader = (await this.status()).leader;
+    } catch {
+      this.leader = null;
+    }
   }
 
   async openSession(ttlMs: number): Promise<void> {
@@ -294,6 +303,7 @@ export async function connect(options: ConnectOptions): Promise<Client> {
       name: `ensemble-client-${cluster}`,
     }));
   const client = new Client(nc, subjects, options, options.nats === undefined);
+  await client.learnLeader();
   if (options.session !== false) {
     try {
       await client.openSession(options.sessionTtlMs ?? 10_000);

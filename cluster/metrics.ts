@@ -73,7 +73,11 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   counters('ensemble_requests_total', 'Client requests received', () => a().requests);
   counters('ensemble_request_errors_total', 'Client requests answered with an error', () => a().errors);
   counters('ensemble_requests_forwarded_total', 'Requests forwarded to the leader', () => a().forwarded);
-  counters('ensemble_snapshots_installed_total', 'Snapshots received and installed', () => node.driver.restores);
+  counters(
+    'ensemble_snapshots_installed_total',
+    'Snapshots received and installed',
+    () => node.driver.restores,
+  );
   counters('ensemble_snapshots_sent_total', 'Snapshots streamed to followers', () => t().snapshotsSent);
   counters('ensemble_peer_frames_in_total', 'Peer frames received', () => t().framesIn);
   counters('ensemble_peer_frames_out_total', 'Peer frames sent', () => t().framesOut);

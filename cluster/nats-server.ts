@@ -4,8 +4,9 @@
  * (one per node, so that NATS is no single point of failure).
  *
  * Contracts:
- * - Only processes started here are ever signalled, always by their own pid. A process-exit hook
- *   SIGKILLs the servers still running when this process exits, so a crashed test leaves none.
+ * - Only processes started here are ever signalled, always by their own pid. Servers still running
+ *   when this process exits or dies of a signal get SIGKILL (children.ts), so a crashed or
+ *   timed-out test leaves none behind.
  * - Servers listen on loopback only. Ports not given are picked free by binding port 0 on
  *   127.0.0.1; if another process takes a port between the pick and the server's bind, the start
  *   is retried on fresh ports.
@@ -20,6 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type NatsUser, natsPermissions, natsUsers } from '../protocol/subjects.ts';
+import { adopt } from './children.ts';
 
 /** `nats.conf` at the root of the repository: the config `ensemble up` and the tests start. */
 export const DEFAULT_NATS_CONF = fileURLToPath(new URL('../nats.conf', import.meta.url));
@@ -284,24 +286,6 @@ export interface NatsServer extends AsyncDisposable {
   restart(): Promise<void>;
 }
 
-/** Pids of the servers this process started and has not seen exit. */
-const running = new Map<number, ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const pid of running.keys()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Resolves once a TCP connection to `port` receives the server's `INFO` greeting. */
@@ -315,6 +299,7 @@ function greets(port: number): Promise<boolean> {
     };
     socket.setTimeout(1000, () => done(false));
     socket.on('error', () => done(false));
+    socket.on('close', () => done(false));
     socket.on('data', (chunk) => {
       data += chunk.toString('latin1');
       if (data.length >= 5) done(data.startsWith('INFO '));
@@ -372,9 +357,7 @@ async function launch(l: Launch): Promise<{ child: ChildProcess; exited: Promise
     await exited;
     throw new Error(`cannot start ${l.binary}: ${spawnError ?? 'no pid'}`);
   }
-  installExitHook();
-  running.set(pid, child);
-  void exited.then(() => running.delete(pid));
+  adopt(child);
   let gone = false;
   void exited.then(() => {
     gone = true;
@@ -428,8 +411,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     try {
       current = await launch(l);
     } catch (err) {
-      const retry = err instanceof PortTakenError && attempt < 4 && (!options.port || !options.monitorPort);
-      if (retry) continue;
+      // Retry on fresh ports only if the port taken was one picked here, not one asked for.
+      const asked = [options.port, options.monitorPort, options.cluster?.port].filter((p) => p !== undefined);
+      const askedTaken = err instanceof PortTakenError && asked.some((p) => err.message.includes(`:${p}`));
+      if (err instanceof PortTakenError && !askedTaken && attempt < 4) continue;
       if (ownDir) await rm(dir, { recursive: true, force: true });
       throw err instanceof PortTakenError ? new Error(`nats-server: port in use:\n${err.message}`) : err;
     }

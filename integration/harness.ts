@@ -8,8 +8,8 @@
  *   SIGKILL after a grace period) and the NATS servers it started, always by their own pid, then
  *   removes its temp directories (kept when `ENSEMBLE_KEEP_TMP=1`, for debugging). It is
  *   idempotent and never throws.
- * - Should the test process die without teardown, every child it spawned gets SIGKILL from an
- *   exit hook (nats-server.ts does the same for the servers).
+ * - Should the test process exit or be killed by a signal without teardown (a timed-out ava
+ *   worker gets SIGTERM), every child and server it started gets SIGKILL (cluster/children.ts).
  * - `nats-server` is installed if missing (as root on Debian), see `ensureNatsServer`.
  *
  * Use it in an ava file:
@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type ConnectionOptions, connect, type NatsConnection } from '@nats-io/transport-node';
 import type { TestFn } from 'ava';
+import { adopt } from '../cluster/children.ts';
 import {
   ensureNatsServer,
   type NatsCluster,
@@ -78,30 +79,12 @@ export interface Harness extends AsyncDisposable {
   teardown(): Promise<void>;
 }
 
-const spawned = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of spawned) {
-      try {
-        if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
 const OUTPUT_CAP = 256 * 1024;
 
 function manage(child: ChildProcess): ManagedProcess {
   if (child.pid === undefined) throw new Error('process did not start');
   const pid = child.pid;
-  spawned.add(child);
-  installExitHook();
+  adopt(child);
   let out = '';
   const waiters = new Set<() => void>();
   const onData = (chunk: Buffer) => {
@@ -113,7 +96,6 @@ function manage(child: ChildProcess): ManagedProcess {
   child.stderr?.on('data', onData);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
-      spawned.delete(child);
       resolve({ code, signal });
       for (const w of waiters) w();
     });

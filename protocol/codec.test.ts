@@ -375,3 +375,16 @@ test('integers up to 2^53 travel as CBOR integers, whatever their size, and deco
   // An 8-byte integer from another encoder decodes as a number, not a bigint.
   t.deepEqual(decodeCbor(hex('1b 0000010000000000')), { ok: true, value: 2 ** 40 });
 });
+
+test('decoders take anything without throwing, even what is not bytes', (t) => {
+  for (const junk of [undefined, null, 'text', 42, {}, [1, 2]]) {
+    const bytes = junk as unknown as Uint8Array;
+    t.like(decodeEnvelope(bytes, { cluster }), { ok: false, reason: 'malformed' });
+    t.like(decodeReply(bytes), { ok: false });
+    t.like(decodePeer(bytes, { cluster }), { ok: false });
+    t.is(detectFormat(bytes), 'cbor');
+    t.like(decodeCbor(bytes), { ok: false });
+    t.like(decodeJson(bytes), { ok: false });
+    t.is(checkPlainCbor(bytes), 'not bytes');
+  }
+});

@@ -43,6 +43,8 @@ export type WireFormat = 'cbor' | 'json';
 export const CBOR_CONTENT_TYPE = 'application/cbor';
 export const JSON_CONTENT_TYPE = 'application/json';
 export const CONTENT_TYPE_HEADER = 'Content-Type';
+/** Set on answers a follower relayed from the leader: the leader's id, so a client goes there next. */
+export const LEADER_HEADER = 'Ensemble-Leader';
 
 /** The content type of a format, for the reply's `Content-Type` header. */
 export const contentType = (format: WireFormat): string =>
@@ -165,6 +167,7 @@ const INDEFINITE = Number.POSITIVE_INFINITY;
  * stack bounded by `maxDepth`.
  */
 export function checkPlainCbor(bytes: Uint8Array, maxDepth = MAX_DEPTH): string | null {
+  if (!(bytes instanceof Uint8Array)) return 'not bytes';
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.length;
   const stack: Frame[] = [];
@@ -406,6 +409,8 @@ export function encodeJson(value: unknown, options: JsonEncodeOptions = {}): Uin
 /** Decodes UTF-8 JSON, turning byte fields into `Uint8Array`. Never throws. */
 export function decodeJson(bytes: Uint8Array): Decoded<unknown> & { readonly base64?: boolean } {
   let parsed: unknown;
+  if (!(bytes instanceof Uint8Array))
+    return { ok: false, error: new BadRequestError('JSON message is not bytes') };
   try {
     parsed = JSON.parse(utf8.decode(bytes));
   } catch (err) {
@@ -446,6 +451,7 @@ export type ReplyEnvelope<R = unknown> =
  * when the first non-blank byte is `{`, else CBOR.
  */
 export function detectFormat(bytes: Uint8Array, headers?: HeaderReader | null): WireFormat {
+  if (!(bytes instanceof Uint8Array)) return 'cbor';
   let type = '';
   try {
     type = headers?.get(CONTENT_TYPE_HEADER) ?? '';

@@ -1,7 +1,7 @@
 /**
  * Peer frames: what one node sends another on `P.peer.<node>`. A frame batches the Raft
  * messages one node had for another in one turn of its event loop:
- *   body = { from, to, incarnation, msgs: Message[] }
+ *   body = { from, to, inc, msgs: Message[] }   (`inc`: the sender's incarnation)
  * `validatePeerFrame` checks every field of every message, so the machine only ever sees
  * well-formed messages; anything else is dropped and counted, never answered.
  *
@@ -14,6 +14,8 @@ import { isToken } from './subjects.ts';
 export interface PeerFrame {
   readonly from: string;
   readonly to: string;
+  /** The sender's incarnation (chosen when its data directory was created). */
+  readonly inc: string;
   readonly msgs: readonly Message[];
 }
 
@@ -205,11 +207,13 @@ export function validatePeerFrame(body: unknown, self: string): ValidatedFrame {
     const b = obj(body, 'frame');
     const from = id(b.from, 'frame.from');
     if (b.to !== self) throw new Invalid('frame addressed to another node');
+    if (typeof b.inc !== 'string' || b.inc.length === 0 || b.inc.length > 64)
+      throw new Invalid('frame.inc must be a string');
     if (!Array.isArray(b.msgs) || b.msgs.length === 0 || b.msgs.length > MAX_FRAME_MESSAGES) {
       throw new Invalid('frame.msgs must be a non-empty list');
     }
     const msgs = b.msgs.map((m, i) => message(m, from, `msgs[${i}]`));
-    return { ok: true, frame: { from, to: self, msgs } };
+    return { ok: true, frame: { from, to: self, inc: b.inc, msgs } };
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, reason: err.message };
     return { ok: false, reason: `malformed frame: ${(err as Error).message}` };

@@ -37,7 +37,7 @@ test('the default prefix is ensemble.<cluster> and every subject lives under it'
   t.is(s.nodeApiWildcard('n2'), 'ensemble.dev.node.n2.api.*');
   t.is(s.api('get'), 'ensemble.dev.api.get');
   t.is(s.apiWildcard(), 'ensemble.dev.api.*');
-  t.is(s.apiQueue, 'ensemble.dev.api');
+  t.is(s.apiQueue, 'ensemble-api');
   t.is(s.sessionKeepalive(), 'ensemble.dev.session.keepalive');
   t.true(matches(s.nodeApiWildcard('n2'), s.nodeApi('n2', 'createSequential')));
   t.true(matches(s.apiWildcard(), s.api('txn')));

@@ -118,7 +118,8 @@ export function subjects(options: SubjectOptions): Subjects {
     nodeApiWildcard: (nodeId) => `${nodeRoot}${token(nodeId, 'node id')}.api.*`,
     api: (op) => `${apiRoot}${token(op, 'op')}`,
     apiWildcard: () => `${apiRoot}*`,
-    apiQueue: `${prefix}.api`,
+    // A queue group is scoped to its subjects already; NATS services refuse dots in its name.
+    apiQueue: 'ensemble-api',
     sessionKeepalive: () => `${prefix}.session.keepalive`,
     parseApi(subject) {
       if (subject.startsWith(apiRoot)) {

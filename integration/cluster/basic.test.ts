@@ -2,6 +2,7 @@
  * A real 3-node cluster (node processes, RocksDB in temp dirs, nats-server with nats.conf):
  * the API end to end, JSON from a raw NATS client, and bad input on client and peer subjects.
  */
+import { Svcm } from '@nats-io/services';
 import { headers } from '@nats-io/transport-node';
 import test from 'ava';
 import { natsCredentials } from '../../cluster/nats-server.ts';
@@ -222,4 +223,14 @@ test.serial('a client credential cannot publish on peer subjects', async (t) => 
     `errors seen: ${errors.join('; ')}`,
   );
   t.is(natsCredentials('client').user ?? 'client', 'client');
+});
+
+test.serial('the API is announced as a NATS service: discovery lists every node', async (t) => {
+  const nc = await h().connect('client');
+  const infos: { name: string; metadata?: Record<string, string>; endpoints: { subject: string }[] }[] = [];
+  const it = await new Svcm(nc).client({ maxWait: 1000, strategy: 'timer' } as never).info('ensemble');
+  for await (const info of it) infos.push(info as (typeof infos)[number]);
+  const mine = infos.filter((i) => i.metadata?.cluster === 'basic');
+  t.deepEqual(mine.map((i) => i.metadata?.node).sort(), cluster.ids);
+  t.true(mine.every((i) => i.endpoints.some((e) => e.subject === 'ensemble.basic.api.*')));
 });

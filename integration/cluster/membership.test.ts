@@ -86,3 +86,43 @@ test.serial('leadership transfers to the voter asked for', async (t) => {
     await cluster.close();
   }
 });
+
+test.serial(
+  'a node whose data was wiped is refused under its old identity until removed and added again',
+  async (t) => {
+    const cluster = await TestCluster.start(harness, { cluster: 'wiped' });
+    try {
+      const c = await cluster.client();
+      await c.put('/a', '1');
+      const leader = await cluster.waitForLeader();
+      const victim = cluster.ids.find((id) => id !== leader)!;
+      await cluster.kill(victim, 'SIGKILL');
+      cluster.dirs.set(victim, await harness.tempDir(`${victim}-wiped`)); // a fresh, empty data directory
+      await cluster.startNode(victim, cluster.ids);
+      await new Promise((r) => setTimeout(r, 1500));
+      const refused = await cluster.metric(
+        leader,
+        'ensemble_dropped_inputs_total{source="peer",reason="incarnation"',
+      );
+      t.true(refused > 0, 'the leader refuses frames from the new incarnation');
+      const wiped = await c.status(victim);
+      t.is(wiped.appliedIndex < (await c.status(leader)).appliedIndex, true, 'it does not catch up');
+      await c.put('/b', '2'); // two nodes still make a quorum
+      await c.memberRemove(victim);
+      await c.memberAdd(victim);
+      const promoted = await eventually(
+        () => c.memberPromote(victim),
+        (r) => r.members.voters.includes(victim),
+      );
+      t.true(promoted.members.voters.includes(victim));
+      const back = await eventually(
+        () => c.status(victim),
+        (s) => s.appliedIndex >= promoted.index,
+      );
+      t.true(back.members.voters.includes(victim));
+      t.is(await c.getText('/b'), '2');
+    } finally {
+      await cluster.close();
+    }
+  },
+);

@@ -22,15 +22,17 @@ import {
   startRaft,
   stepRaft,
 } from '../../machines/raft/index.ts';
-import { lastIndex } from '../../machines/raft/state.ts';
+import { defaultOptions, lastIndex } from '../../machines/raft/state.ts';
 import { Checker, type Violation } from './checker.ts';
 import { SimDisk, type SimState } from './disk.ts';
 import { Agenda } from './heap.ts';
+import { type SessionItem, type SessionSimOptions, type SessionStats, SessionWorld } from './sessions.ts';
 
 export interface SimOptions {
   readonly seed: number;
   readonly nodes: number;
-  /** Events processed while faults are injected; then faults heal and liveness is checked. */
+  /** Raft-level events processed while faults are injected (session events do not count, so
+   * sessions leave a seed's Raft coverage as it was); then faults heal and liveness is checked. */
   readonly steps: number;
   readonly faults?: boolean;
   /** A machine with broken parts (through `raftMachine.provide`), to prove the checker works. */
@@ -40,6 +42,8 @@ export interface SimOptions {
   readonly raft?: Partial<RaftOptions>;
   /** Stop at the first violation (the default) or collect all. */
   readonly stopOnViolation?: boolean;
+  /** Clients with sessions and ephemeral keys, and the leader's expiry (on by default). */
+  readonly sessions?: SessionSimOptions | false;
 }
 
 export interface SimResult {
@@ -55,11 +59,12 @@ export interface SimResult {
   readonly snapshotsInstalled: number;
   readonly configChanges: number;
   readonly transfers: number;
+  readonly sessions: SessionStats | null;
   readonly violations: readonly Violation[];
   readonly trace: readonly string[];
 }
 
-const TICK_MS = 10;
+export const TICK_MS = 10;
 const LIVENESS_MS = 6000;
 
 type AgendaItem =
@@ -69,7 +74,8 @@ type AgendaItem =
   | { readonly kind: 'restart'; readonly node: string }
   | { readonly kind: 'client' }
   | { readonly kind: 'nemesis' }
-  | { readonly kind: 'heal' };
+  | { readonly kind: 'heal' }
+  | { readonly kind: 'session'; readonly item: SessionItem };
 
 interface Write {
   readonly effect: Extract<Effect, { type: 'persist' } | { type: 'restore' }>;
@@ -111,11 +117,13 @@ export class SimNode {
 export class Simulation {
   readonly nodes = new Map<string, SimNode>();
   readonly checker: Checker;
+  readonly sessions: SessionWorld | null;
   private readonly agenda = new Agenda<AgendaItem>();
   private readonly machine: RaftMachine;
   private rng: number;
   now = 0;
   steps = 0;
+  private raftSteps = 0;
   private healed = false;
   private healedAt = 0;
   private probeAckedAt = -1;
@@ -141,6 +149,11 @@ export class Simulation {
     const voters = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     const spare = `n${opts.nodes + 1}`;
     this.checker = new Checker(this, opts.stopOnViolation ?? true);
+    const electionTicks = opts.raft?.electionTicks ?? defaultOptions.electionTicks;
+    this.sessions =
+      opts.sessions === false
+        ? null
+        : new SessionWorld(this, opts.sessions ?? {}, electionTicks * 2 * TICK_MS);
     const boot: SnapshotMeta = { index: 0, term: 0, config: { voters, learners: [] } };
     for (const id of voters) this.nodes.set(id, new SimNode(id, new SimDisk(boot)));
     // The spare starts empty, knowing no configuration: it joins only when added.
@@ -182,10 +195,14 @@ export class Simulation {
       const [time, ev] = item;
       this.now = time;
       this.steps++;
-      if (!this.healed && this.steps >= chaosEnd) this.heal();
+      if (ev.kind !== 'session') this.raftSteps++;
+      if (!this.healed && this.raftSteps >= chaosEnd) this.heal();
       this.handle(ev);
       if (this.checker.stopped) break;
-      if (this.healed && (this.probeAckedAt >= 0 || this.now - this.healedAt > LIVENESS_MS)) break;
+      this.sessions?.afterStep();
+      if (this.checker.stopped) break;
+      const done = this.probeAckedAt >= 0 && (this.sessions?.settled() ?? true);
+      if (this.healed && (done || this.now - this.healedAt > LIVENESS_MS)) break;
       item = this.agenda.pop();
     }
     if (!this.checker.stopped) {
@@ -193,6 +210,11 @@ export class Simulation {
         this.checker.violate(
           'liveness',
           `no write committed within ${LIVENESS_MS} ms after faults healed (leader: ${this.currentLeader() ?? 'none'})`,
+        );
+      } else if (this.sessions !== null && !this.sessions.settled()) {
+        this.checker.violate(
+          'session-liveness',
+          `sessions of dead clients still open ${LIVENESS_MS} ms after faults healed: ${[...this.sessions.checker.openSessions()].join(',')}`,
         );
       }
       this.checker.finalCheck();
@@ -210,6 +232,7 @@ export class Simulation {
       snapshotsInstalled: this.stats.snapshotsInstalled,
       configChanges: this.stats.configChanges,
       transfers: this.stats.transfers,
+      sessions: this.sessions?.stats() ?? null,
       violations: this.checker.violations,
       trace: this.traceRing.slice(),
     };
@@ -221,6 +244,7 @@ export class Simulation {
         const node = this.nodes.get(ev.node)!;
         if (!node.up || node.life !== ev.life) return;
         this.step(node, { type: 'raft.tick' });
+        this.sessions?.onTick(node);
         this.agenda.push(this.now + TICK_MS, ev);
         return;
       }
@@ -236,6 +260,8 @@ export class Simulation {
       case 'restart':
         return this.restart(this.nodes.get(ev.node)!);
       case 'client':
+        // Once the probe is in, the run only waits for sessions to settle: no more writes.
+        if (this.probeAckedAt >= 0) return;
         this.client();
         this.agenda.push(this.now + this.int(2, 12), ev);
         return;
@@ -246,6 +272,8 @@ export class Simulation {
         return;
       case 'heal':
         return this.heal();
+      case 'session':
+        return this.sessions?.handle(ev.item);
     }
   }
 
@@ -263,6 +291,7 @@ export class Simulation {
     node.reads = [];
     node.readFloors.clear();
     node.takenSnapshot = null;
+    this.sessions?.onBoot(node);
     const [snap, effects] = startRaft(
       {
         id: node.id,
@@ -288,6 +317,7 @@ export class Simulation {
     node.writes = [];
     node.held = [];
     this.stats.crashes++;
+    this.sessions?.onCrash(node);
   }
 
   restart(node: SimNode): void {
@@ -341,6 +371,7 @@ export class Simulation {
           break;
         case 'proposeFailed':
           if (e.leader !== null) this.leaderGuess = e.leader;
+          this.sessions?.proposeFailed(node, e.ids);
           break;
         case 'readReady':
           for (const id of e.ids) {
@@ -382,6 +413,7 @@ export class Simulation {
             this.leaderGuess = node.id;
             this.checker.onLeader(node, e.term);
           }
+          this.sessions?.onRole(node, e.role, e.term);
           this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
           break;
       }
@@ -415,6 +447,7 @@ export class Simulation {
       disk.snapshotData = { ...(w.effect.data as SimState) };
       disk.log.reset(s);
       node.sm = { ...disk.snapshotData };
+      this.sessions?.restored(node);
       this.stats.snapshotsInstalled++;
       this.trace(`${id} installed snapshot at ${s.index}`);
       persisted = { index: s.index, term: s.term };
@@ -443,16 +476,19 @@ export class Simulation {
         count++;
         hash = (Math.imul(hash, 31) + fingerprint(e)) | 0;
         const id = (e.data as { id: string }).id;
-        if (node.proposals.get(id) === e.index) {
+        const acked = node.proposals.get(id) === e.index;
+        if (acked) {
           node.proposals.delete(id);
           this.stats.acked++;
           this.checker.onReturned(e.index);
           if (id.startsWith('probe') && this.healed && this.probeAckedAt < 0) this.probeAckedAt = this.now;
         }
+        this.sessions?.apply(node, e, acked);
+        if (this.checker.stopped) return;
       }
       applied = e.index;
     }
-    node.sm = { applied, count, hash };
+    node.sm = { ...node.sm, applied, count, hash };
     this.step(node, { type: 'raft.applied', index: applied });
     this.serveReads(node);
   }
@@ -474,6 +510,33 @@ export class Simulation {
 
   // -------------------------------------------------------------------------------------------
   // Network.
+
+  /** Whether `from` can reach `to` now (no partition or cut between them). */
+  connected(from: string, to: string): boolean {
+    return !this.blocked.has(`${from}>${to}`);
+  }
+
+  get lossRate(): number {
+    return this.loss;
+  }
+
+  get dupRate(): number {
+    return this.dup;
+  }
+
+  get isHealed(): boolean {
+    return this.healed;
+  }
+
+  /** The node clients last learnt leads (from NOT_LEADER hints and elections). */
+  get leaderHint(): string | null {
+    return this.leaderGuess;
+  }
+
+  /** Puts a session item on the agenda (sessions.ts). */
+  schedule(time: number, item: SessionItem): void {
+    this.agenda.push(time, { kind: 'session', item });
+  }
 
   private transmit(from: string, to: string, message: Message): void {
     if (this.blocked.has(`${from}>${to}`)) return;
@@ -606,6 +669,7 @@ export class Simulation {
     this.loss = 0;
     this.dup = 0;
     for (const n of this.nodes.values()) if (!n.up) this.restart(n);
+    this.sessions?.onHeal();
   }
 
   /** For the checker: the node's view of its log. */

@@ -4,11 +4,18 @@
  */
 import { type HardState, MemoryLog, type SnapshotMeta } from '../../machines/raft/index.ts';
 
-/** The simulated state machine: a fold of applied commands, small enough to copy as a snapshot. */
+/** The simulated state machine: a fold of applied commands, small enough to copy as a snapshot.
+ * The session part (sessions.ts) is copied on write, so a shallow copy is a snapshot. */
 export interface SimState {
   readonly applied: number;
   readonly count: number;
   readonly hash: number;
+  /** Open sessions: id -> TTL in ms. */
+  readonly sessions?: ReadonlyMap<string, number>;
+  /** Ephemeral keys: key -> owning session. */
+  readonly keys?: ReadonlyMap<string, string>;
+  /** Sessions ended (expired or closed): never opened again. */
+  readonly ended?: ReadonlySet<string>;
 }
 
 export class SimDisk {

@@ -197,8 +197,10 @@ function handleAppendResult(
   while (pr.inflight.length > 0 && pr.inflight[0]! <= index) pr.inflight.shift();
   if (pr.state === 'probe') toReplicate(pr);
   else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) toProbe(pr, pr.match + 1);
-  // A new commit index reaches every follower at once; then keep this one's pipeline full.
-  if (advanced && maybeCommit(d)) broadcastAppend(d, true);
+  // A new commit index travels with the next append or heartbeat (at most heartbeatTicks
+  // later); a ReadIndex round sends heartbeats at once. Not broadcasting empty appends for it
+  // halves the messages per write, which is what bounds throughput here.
+  if (advanced) maybeCommit(d);
   while (sendAppend(d, from, false)) {}
   if (d.transferee === from && pr.match === lastIndex(d)) sendTimeoutNow(d, from);
 }
@@ -250,7 +252,7 @@ function maybeCommit(d: Draft): boolean {
 
 /** Called when our own write became durable. */
 export function leaderPersisted(d: Draft): void {
-  if (maybeCommit(d)) broadcastAppend(d, true);
+  maybeCommit(d);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,12 +381,15 @@ function changeMembership(d: Draft, id: string, change: MembershipChange): void 
       break;
   }
   const index = lastIndex(d) + 1;
-  appendToLog(d, [{ index, term: d.term, type: 'config', config: next }]);
-  // In force from the moment it is appended (thesis §4.1): replicate to the new set.
-  for (const peer of replicationTargets(d))
-    if (d.progress[peer] === undefined) d.progress[peer] = newProgress(d);
-  for (const peer in d.progress)
+  // In force from the moment it is appended (thesis §4.1): replicate to the new set, starting
+  // a newcomer at the configuration entry itself, so the entry that names it is the first sent.
+  for (const peer of [...next.voters, ...next.learners]) {
+    if (peer !== d.id && d.progress[peer] === undefined) d.progress[peer] = newProgress(d);
+  }
+  for (const peer in d.progress) {
     if (!next.voters.includes(peer) && !next.learners.includes(peer)) delete d.progress[peer];
+  }
+  appendToLog(d, [{ index, term: d.term, type: 'config', config: next }]);
   if (d.transferee !== null && !next.voters.includes(d.transferee)) d.transferee = null;
   d.effects.push({ type: 'changeResult', id, ok: true, index, leader: d.leader });
   broadcastAppend(d, false);
