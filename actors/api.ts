@@ -50,6 +50,7 @@ import { SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/version.ts';
 import { encodeCommand } from '../storage/tree/command.ts';
 import type { ApplyOutcome, Command, KeyTree } from '../storage/tree/types.ts';
 import type { Applier } from './applier.ts';
+import type { WatchHub } from './watches.ts';
 
 export interface ApiOptions {
   readonly nc: NatsConnection;
@@ -66,6 +67,7 @@ export interface ApiOptions {
   readonly requestTimeoutMs?: number;
   /** Session keepalives heard (every node records them; the leader expires sessions). */
   readonly onKeepalive?: (session: string) => void;
+  readonly watches: WatchHub;
 }
 
 interface Reply {
@@ -86,10 +88,10 @@ interface PendingWrite {
   term?: number;
 }
 
-interface PendingRead {
-  readonly req: ValidRequest;
-  readonly reply: Reply;
-}
+/** A linearizable read waiting for its ReadIndex; `then` instead of `req` for a barrier. */
+type PendingRead =
+  | { readonly req: ValidRequest; readonly reply: Reply }
+  | { readonly then: (ok: boolean) => void };
 
 export interface ApiCounters {
   requests: number;
@@ -306,6 +308,27 @@ export class Api {
           this.opts.onKeepalive?.(v.request.id);
           return this.answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
         }
+        case 'watch': {
+          const r = v.request;
+          void this.sessionOk(r.session, r.secret).then((ok) => {
+            if (!ok) return this.answer(reply, { error: new SessionExpiredError(r.session) });
+            const started = this.opts.watches.add(r);
+            if ('error' in started) return this.answer(reply, { error: started.error });
+            this.answer(reply, { result: { id: r.id, node: this.opts.self, revision: started.revision } });
+          });
+          return;
+        }
+        case 'watchCancel': {
+          const r = v.request;
+          void this.sessionOk(r.session, r.secret).then((ok) => {
+            if (!ok) return this.answer(reply, { error: new SessionExpiredError(r.session) });
+            this.answer(reply, { result: { cancelled: this.opts.watches.cancel(r.session, r.id) } });
+          });
+          return;
+        }
+        case 'watchAck':
+          this.opts.watches.ack(v.request.session, v.request.id, v.request.seq);
+          return this.answer(reply, { result: {} });
         case 'memberAdd':
           return this.change(reply, v.op, { type: 'addLearner', node: v.request.id });
         case 'memberPromote':
@@ -441,7 +464,23 @@ export class Api {
     this.schedule();
   }
 
-  private serve(p: PendingRead): void {
+  /** Resolves once this node has applied everything committed before the call (a ReadIndex
+   * round), so a session opened a moment ago through another node is known here. */
+  private barrier(): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.readQueue.push({ then: resolve });
+      this.schedule();
+    });
+  }
+
+  /** Checks a session's secret here, after a barrier when the session is not known yet. */
+  private async sessionOk(id: string, secret: Uint8Array): Promise<boolean> {
+    let s = this.opts.tree.session(id);
+    if (s === null && (await this.barrier())) s = this.opts.tree.session(id);
+    return s !== null && sameBytes(s.secret, secret);
+  }
+
+  private serve(p: { readonly req: ValidRequest; readonly reply: Reply }): void {
     const tree = this.opts.tree;
     try {
       switch (p.req.op) {
@@ -538,7 +577,10 @@ export class Api {
           if (batch === undefined) continue;
           this.readBatches.delete(id);
           void this.opts.applier.waitApplied(e.index).then(() => {
-            for (const p of batch) this.serve(p);
+            for (const p of batch) {
+              if ('then' in p) p.then(true);
+              else this.serve(p);
+            }
           });
         }
         return;
@@ -548,7 +590,10 @@ export class Api {
           const batch = this.readBatches.get(id);
           if (batch === undefined) continue;
           this.readBatches.delete(id);
-          for (const p of batch) this.answer(p.reply, { error: new NotLeaderError(e.leader) });
+          for (const p of batch) {
+            if ('then' in p) p.then(false);
+            else this.answer(p.reply, { error: new NotLeaderError(e.leader) });
+          }
         }
         return;
       case 'changeResult': {
@@ -575,6 +620,9 @@ export class Api {
   }
 
   applied(entry: Entry, outcome: ApplyOutcome | null): void {
+    if (outcome?.ok && (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire')) {
+      this.opts.watches.sessionEnded(outcome.result.id);
+    }
     const w = this.byIndex.get(entry.index);
     if (w === undefined) return;
     this.byIndex.delete(entry.index);
@@ -652,6 +700,10 @@ export class Api {
       revision: this.opts.tree.revision,
       members: currentConfig(c),
       protocol: SUPPORTED_PROTOCOL_VERSIONS,
+      sessions: this.opts.tree
+        .sessions()
+        .slice(0, 1000)
+        .map((x) => ({ id: x.id, ttlMs: x.ttlMs, ephemeralKeys: x.ephemeralKeys })),
     };
   }
 

@@ -31,6 +31,7 @@ import { Driver } from './driver.ts';
 import { SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
 import { Transport } from './transport.ts';
+import { WatchHub } from './watches.ts';
 
 export interface NodeConfig {
   readonly id: string;
@@ -50,6 +51,7 @@ export interface NodeConfig {
   readonly raft?: Partial<RaftOptions>;
   readonly limits?: Partial<ApiLimits>;
   readonly requestTimeoutMs?: number;
+  readonly watch?: { progressMs?: number; window?: number; maxBehind?: number; maxPerSession?: number };
   readonly log?: (line: string) => void;
 }
 
@@ -72,6 +74,7 @@ interface Parts {
   readonly api: Api;
   readonly ticker: Ticker;
   readonly sessions: SessionKeeper;
+  readonly watches: WatchHub;
 }
 
 type NodeEvent = { type: 'node.fatal'; error: unknown } | { type: 'node.stop' };
@@ -103,7 +106,11 @@ export const nodeMachine = setup({
     ),
     api: fromCallback<{ type: string }, Parts>(({ input }) => {
       input.api.start();
-      return () => input.api.stop();
+      input.watches.start();
+      return () => {
+        input.watches.stop();
+        input.api.stop();
+      };
     }),
     ticker: fromCallback<{ type: string }, Parts>(({ input }) => {
       input.ticker.start();
@@ -223,8 +230,18 @@ export class EnsembleNode {
     const fatal = (error: unknown) => this.fail(error);
 
     const sessions = new SessionKeeper({ tree, expire: (id) => api.expire(id) });
+    const watches = new WatchHub({ nc, cluster: config.cluster, tree, ...config.watch });
     const applier = new Applier(
-      { raft, tree, log, applied: (entry, outcome) => api.applied(entry, outcome), fatal },
+      {
+        raft,
+        tree,
+        log,
+        applied: (entry, outcome) => {
+          api.applied(entry, outcome);
+          watches.applied();
+        },
+        fatal,
+      },
       Math.max(tree.appliedIndex, snapshot?.index ?? 0),
     );
     const api: Api = new Api({
@@ -239,6 +256,7 @@ export class EnsembleNode {
       ...(config.limits ? { limits: config.limits } : {}),
       ...(config.requestTimeoutMs ? { requestTimeoutMs: config.requestTimeoutMs } : {}),
       onKeepalive: (id) => sessions.heard(id),
+      watches,
     });
     const transport = new Transport({
       nc,
@@ -282,7 +300,7 @@ export class EnsembleNode {
         sessions.everyoneHeard();
       },
     });
-    this.parts = { config, raftInput, nc, driver, applier, transport, api, ticker, sessions };
+    this.parts = { config, raftInput, nc, driver, applier, transport, api, ticker, sessions, watches };
 
     void (async () => {
       for await (const s of nc.status()) {
@@ -346,6 +364,10 @@ export class EnsembleNode {
 
   get driver(): Driver {
     return this.parts.driver;
+  }
+
+  get watches(): WatchHub {
+    return this.parts.watches;
   }
 
   get applier(): Applier {

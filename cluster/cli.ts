@@ -261,6 +261,52 @@ clientOptions(
   }).catch(fail),
 );
 
+clientOptions(
+  program.command('watch <key>').description('stream changes of a key, a prefix or a subtree until Ctrl-C'),
+)
+  .option('--prefix', 'every key starting with <key>')
+  .option('--subtree', '<key> and every key below it')
+  .option('--from <rev>', 'replay from this revision (default: from now)')
+  .option('--prev', 'show previous values')
+  .option('--progress', 'also show progress notifications while idle')
+  .action(async (key: string, o) => {
+    const user = o.user as string;
+    const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+    const c = await connect({
+      servers: String(o.nats).split(','),
+      cluster: o.cluster,
+      user,
+      ...(pass ? { pass } : {}),
+    }).catch(fail);
+    const target = o.prefix ? { prefix: key } : o.subtree ? { subtree: key } : { key };
+    const w = c.watch(target, {
+      ...(o.from ? { fromRevision: Number(o.from) } : {}),
+      ...(o.prev ? { prevValue: true } : {}),
+      ...(o.progress ? { progressNotify: true } : {}),
+    });
+    const stop = async () => {
+      await w.return?.();
+      await c.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+    if (!o.json)
+      console.error(`watching ${o.prefix ? 'prefix ' : o.subtree ? 'subtree ' : ''}${key} (Ctrl-C stops)`);
+    try {
+      for await (const e of w) {
+        if (o.json) console.log(JSON.stringify(e, jsonBytes));
+        else if (e.type === 'progress') console.log(`progress: up to revision ${e.revision}`);
+        else
+          console.log(
+            `${String(e.revision).padStart(6)} ${e.type.padEnd(6)} ${e.key}${e.value ? ` = ${text(e.value)}` : ''}${e.prevValue ? ` (was ${text(e.prevValue)})` : ''}`,
+          );
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 clientOptions(program.command('transfer [to]').description('hand leadership to another voter')).action(
   (to: string | undefined, o) =>
     withClient(o, false, async (c) => {

@@ -17,7 +17,7 @@
  * - Unknown fields are ignored; `null` counts as absent for optional fields.
  */
 import { BadPathError, BadRequestError, EnsembleError, TooLargeError, UnknownOpError } from './errors.ts';
-import { isToken } from './subjects.ts';
+import { isClientInbox, isToken } from './subjects.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Shapes on the wire
@@ -177,6 +177,68 @@ export interface SessionCloseRequest {
   readonly secret: Uint8Array;
 }
 
+/**
+ * Starts a watch: events of one `key`, of keys starting with `prefix`, or of a `subtree` (the
+ * path and below), from `fromRevision` on (default: the node's next revision), delivered to
+ * `inbox` (the client's own inbox) as `WatchMessage`s. A watch belongs to a session (`session`,
+ * `secret`) and ends with it. `prevValue` adds each key's previous value; `progressNotify`
+ * marks the periodic progress heartbeats for the application too.
+ */
+export interface WatchRequest {
+  readonly id: string;
+  readonly key?: string;
+  readonly prefix?: string;
+  readonly subtree?: string;
+  readonly fromRevision?: number;
+  readonly prevValue?: boolean;
+  readonly progressNotify?: boolean;
+  readonly inbox: string;
+  readonly session: string;
+  readonly secret: Uint8Array;
+}
+
+export interface WatchCancelRequest {
+  readonly id: string;
+  readonly session: string;
+  readonly secret: Uint8Array;
+}
+
+/** Published (no reply) to the serving node's `watchAck` subject: batches up to `seq` received. */
+export interface WatchAckRequest {
+  readonly id: string;
+  readonly session: string;
+  readonly seq: number;
+}
+
+/** One event of a watch. */
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  readonly revision: number;
+  /** The value after a put; absent for a delete. */
+  readonly value?: Uint8Array;
+  readonly version?: number;
+  readonly createRevision?: number;
+  readonly modRevision?: number;
+  /** With `prevValue`: the value before this event, if the key existed. */
+  readonly prevValue?: Uint8Array;
+}
+
+/**
+ * What a node sends to a watch's inbox, in `{ v, cluster, body }`: `seq` counts the messages of
+ * this watch (1, 2, …; a gap means one was lost: resume). `revision`: everything up to it has
+ * been sent. `events` are whole revisions, in order. A progress heartbeat has no events and
+ * `progress: true`. `error` ends the watch (`COMPACTED`, `WATCH_BEHIND`, `SESSION_EXPIRED`).
+ */
+export interface WatchMessage {
+  readonly id: string;
+  readonly seq: number;
+  readonly revision: number;
+  readonly events: readonly WatchEvent[];
+  readonly progress?: boolean;
+  readonly error?: { readonly code: string; readonly message: string; readonly [k: string]: unknown };
+}
+
 /** Every operation's request body. */
 export interface ApiRequests {
   get: GetRequest;
@@ -194,6 +256,9 @@ export interface ApiRequests {
   sessionOpen: SessionOpenRequest;
   sessionKeepalive: SessionKeepaliveRequest;
   sessionClose: SessionCloseRequest;
+  watch: WatchRequest;
+  watchCancel: WatchCancelRequest;
+  watchAck: WatchAckRequest;
 }
 
 export type Op = keyof ApiRequests;
@@ -226,6 +291,8 @@ export interface NodeStatus {
   readonly members: Members;
   /** Protocol versions this node speaks. */
   readonly protocol: readonly number[];
+  /** Open sessions (the first 1000), with their TTL and how many ephemeral keys they own. */
+  readonly sessions: readonly { readonly id: string; readonly ttlMs: number; readonly ephemeralKeys: number }[];
 }
 
 /** Fields every write result may carry. */
@@ -254,6 +321,11 @@ export interface ApiResults {
   sessionOpen: { readonly id: string; readonly secret: Uint8Array; readonly ttlMs: number };
   sessionKeepalive: { readonly ttlMs: number };
   sessionClose: { readonly deleted: number };
+  /** `node`: the node serving the watch (acks and cancel go to it); `revision`: the first
+   * revision the watch will deliver. */
+  watch: { readonly id: string; readonly node: string; readonly revision: number };
+  watchCancel: { readonly cancelled: boolean };
+  watchAck: Record<string, never>;
 }
 
 /**
@@ -279,6 +351,9 @@ export const opKinds: { readonly [K in Op]: OpKind } = {
   sessionOpen: 'write',
   sessionKeepalive: 'local',
   sessionClose: 'write',
+  watch: 'local',
+  watchCancel: 'local',
+  watchAck: 'local',
 };
 
 export const ops: readonly Op[] = Object.keys(opKinds) as Op[];
@@ -619,7 +694,36 @@ const validators: Validators = {
   },
   sessionKeepalive: (o) => ({ id: sessionId(o.id, 'id'), secret: secret(o, true) }),
   sessionClose: (o) => ({ id: sessionId(o.id, 'id'), secret: secret(o, true) }),
+  watch(o, l) {
+    const targets = ['key', 'prefix', 'subtree'].filter((f) => !absent(o[f]));
+    if (targets.length !== 1) throw new BadRequestError('a watch takes exactly one of key, prefix, subtree');
+    const inbox = o.inbox;
+    if (!isClientInbox(inbox))
+      throw new BadRequestError('inbox must be a literal subject below the client inbox');
+    return pick<WatchRequest>(
+      { id: watchId(o.id), inbox, session: sessionId(o.session, 'session'), secret: secret(o, true) },
+      {
+        key: absent(o.key) ? undefined : checkKey(o.key, l.maxKeyBytes),
+        prefix: absent(o.prefix) ? undefined : checkPrefix(o.prefix, l.maxKeyBytes),
+        subtree: absent(o.subtree) ? undefined : checkKey(o.subtree, l.maxKeyBytes, true),
+        fromRevision: optCount(o, 'fromRevision', 1),
+        prevValue: optBool(o, 'prevValue'),
+        progressNotify: optBool(o, 'progressNotify'),
+      },
+    );
+  },
+  watchCancel: (o) => ({
+    id: watchId(o.id),
+    session: sessionId(o.session, 'session'),
+    secret: secret(o, true),
+  }),
+  watchAck: (o) => ({ id: watchId(o.id), session: sessionId(o.session, 'session'), seq: count(o, 'seq') }),
 };
+
+function watchId(v: unknown): string {
+  if (!isToken(v)) throw new BadRequestError('a watch id is one subject token ([A-Za-z0-9_-]{1,64})');
+  return v;
+}
 
 /** A request that passed validation, tagged with its op (switch on `op` to narrow `request`). */
 export type ValidRequest = { readonly [K in Op]: { readonly op: K; readonly request: ApiRequests[K] } }[Op];

@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'STORAGE_FATAL'
   | 'UNKNOWN_OP'
   | 'IDENTITY_MISMATCH'
+  | 'LIMIT_EXCEEDED'
+  | 'WATCH_BEHIND'
   | 'INTERNAL'
   | 'UNSUPPORTED_VERSION'
   | 'WRONG_CLUSTER';
@@ -295,6 +297,8 @@ const builders: Record<ErrorCode, (w: Record<string, unknown>, message: string) 
       m,
     ),
   WRONG_CLUSTER: (w, m) => new WrongClusterError(str(w.cluster, ''), str(w.got, ''), m),
+  LIMIT_EXCEEDED: (w, m) => new LimitExceededError(str(w.limit, ''), num(w.max, 0), m),
+  WATCH_BEHIND: (w, m) => new WatchBehindError(num(w.revision, 0), m),
 };
 
 export function isErrorCode(code: unknown): code is ErrorCode {
@@ -357,5 +361,38 @@ export class WrongClusterError extends EnsembleError {
   }
   protected override extra() {
     return { cluster: this.cluster, got: this.got };
+  }
+}
+
+/** A per-client limit was reached (`limit` names it: `watches`, ...; `max` is its value). */
+export class LimitExceededError extends EnsembleError {
+  readonly code = 'LIMIT_EXCEEDED' as const;
+  override readonly name = 'LimitExceededError';
+  constructor(
+    readonly limit: string,
+    readonly max: number,
+    message = `limit of ${max} ${limit} reached`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { limit: this.limit, max: this.max };
+  }
+}
+
+/** A watcher fell too far behind and was cancelled; resume from `revision` (the next one it needs). */
+export class WatchBehindError extends EnsembleError {
+  readonly code = 'WATCH_BEHIND' as const;
+  override readonly name = 'WatchBehindError';
+  constructor(
+    readonly revision: number,
+    message = `watcher fell behind; resume from revision ${revision}`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { revision: this.revision };
   }
 }
