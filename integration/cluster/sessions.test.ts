@@ -1,0 +1,95 @@
+/**
+ * Sessions and ephemeral keys on a real cluster: a killed client's keys vanish (bounded with
+ * generous slack here; the exact bound is checked in the simulator), a live client's keys
+ * survive three leader kills in a row and a NATS server restart.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { natsCredentials } from '../../cluster/nats-server.ts';
+import { TestCluster } from '../cluster.ts';
+import { type Harness, startHarness } from '../harness.ts';
+
+let harness: Harness;
+let cluster: TestCluster;
+const CLIENT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ephemeral-client.fixture.ts');
+
+test.before(async () => {
+  harness = await startHarness({ label: 'ensemble-sessions' });
+  cluster = await TestCluster.start(harness, { cluster: 'sess' });
+});
+test.after.always(async () => {
+  await cluster?.close();
+  await harness?.teardown();
+});
+
+async function until(fn: () => Promise<boolean>, ms: number): Promise<number> {
+  const t0 = performance.now();
+  while (!(await fn())) {
+    if (performance.now() - t0 > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return performance.now() - t0;
+}
+
+test.serial('the ephemeral keys of a killed client process disappear', async (t) => {
+  const p = harness.spawn(
+    process.execPath,
+    ['--import', 'tsx', CLIENT, harness.natsUrls.join(','), 'sess', '/eph/killed', '2000'],
+    {
+      env: { ...process.env, ENSEMBLE_CLIENT_PASSWORD: natsCredentials('client').pass },
+    },
+  );
+  await p.waitForOutput(/ready/, 30_000);
+  const c = await cluster.client({ session: false });
+  t.truthy(await c.get('/eph/killed'), 'the key exists while its client lives');
+  const sessionsBefore = (await c.status()).sessions.length;
+  await p.kill('SIGKILL');
+  const took = await until(async () => (await c.get('/eph/killed')) === null, 20_000);
+  t.log(`gone ${took.toFixed(0)} ms after SIGKILL (TTL 2000 ms)`);
+  t.true((await c.status()).sessions.length < sessionsBefore);
+});
+
+test.serial(
+  'a live client keeps its ephemeral keys through three leader kills and a NATS restart',
+  async (t) => {
+    const c = await cluster.client({ sessionTtlMs: 3000, timeoutMs: 30_000 });
+    await c.put('/eph/live', 'here', { ephemeral: true });
+    for (let i = 0; i < 3; i++) {
+      const leader = await cluster.waitForLeader();
+      await cluster.kill(leader, 'SIGKILL');
+      await cluster.waitForLeader(
+        30_000,
+        cluster.ids.filter((id) => id !== leader),
+      );
+      await cluster.startNode(leader, cluster.ids);
+      t.truthy(await c.get('/eph/live'), `still there after leader kill ${i + 1}`);
+    }
+    const server = harness.natsServers[0]!;
+    await server.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1000));
+    await server.restart();
+    await cluster.waitForLeader(30_000, cluster.ids);
+    await new Promise((r) => setTimeout(r, 4000)); // longer than the TTL
+    const kv = await c.get('/eph/live');
+    t.truthy(kv, 'the live session kept its key through the NATS restart');
+    t.is(kv?.session, c.sessionInfo?.id);
+    await c.put('/eph/after', 'still writing in the same session');
+  },
+);
+
+test.serial(
+  'closing a session deletes its ephemeral keys at once; an ephemeral key cannot have children',
+  async (t) => {
+    const c = await cluster.client();
+    await c.put('/eph/closing', 'x', { ephemeral: true });
+    const seq = await c.createSequential('/eph/queue/item-', 'y', { ephemeral: true });
+    t.regex(seq.key, /^\/eph\/queue\/item-\d{10}$/);
+    const err = await t.throwsAsync(c.put('/eph/closing/child', 'z'));
+    t.is((err as { code?: string }).code, 'BAD_PATH');
+    await c.close();
+    const other = await cluster.client({ session: false });
+    t.is(await other.get('/eph/closing'), null);
+    t.is(await other.get(seq.key), null);
+  },
+);
