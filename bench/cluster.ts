@@ -7,20 +7,18 @@
  *   linearizable and serializable get throughput with 64 in flight, sequential get p50.
  * Prints a table with the ratio Ensemble/etcd.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { connect } from '../client/index.ts';
-import { freePort, natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
+import { freePort } from '../cluster/nats-server.ts';
+import { startBenchCluster, stopAll } from './lib.ts';
 
 const args = process.argv.slice(2);
 const seconds = Number(args[args.indexOf('--seconds') + 1] || 0) || Number(process.env.BENCH_SECONDS ?? 4);
 const withEtcd = !args.includes('--no-etcd');
 const VALUE = new Uint8Array(256).fill(97);
-const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
 
 interface Target {
   readonly name: string;
@@ -97,66 +95,16 @@ async function measure(t: Target): Promise<Results> {
   return r;
 }
 
-function stopAll(children: ChildProcess[]): Promise<void> {
-  return Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resolve();
-          const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-          c.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          c.kill('SIGTERM');
-        }),
-    ),
-  ).then(() => undefined);
-}
-
 async function ensemble(dir: string): Promise<Target> {
-  const nats = await startNatsServer();
-  const ids = ['n1', 'n2', 'n3'];
-  const children = ids.map((id) =>
-    spawn(
-      process.execPath,
-      [
-        BIN,
-        'node',
-        '--id',
-        id,
-        '--data',
-        path.join(dir, id),
-        '--nats',
-        nats.url,
-        '--initial-cluster',
-        ids.join(','),
-        '--cluster',
-        'bench',
-      ],
-      { stdio: 'ignore' },
-    ),
-  );
-  const c = await connect({
-    servers: [nats.url],
-    cluster: 'bench',
-    user: 'client',
-    pass: natsCredentials('client').pass,
-    timeoutMs: 30_000,
-  });
-  for (;;) {
-    const s = await c.status().catch(() => null);
-    if (s?.leader) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const cluster = await startBenchCluster(dir);
+  const c = await cluster.client();
   return {
     name: 'ensemble',
     put: (key) => c.put(key, VALUE),
     get: (key, serializable) => c.get(key, serializable ? { serializable: true } : {}),
     close: async () => {
       await c.close();
-      await stopAll(children);
-      await nats.stop();
+      await cluster.stop();
     },
   };
 }

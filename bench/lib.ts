@@ -1,0 +1,94 @@
+/**
+ * Shared by the benchmarks: a local Ensemble cluster of real node processes on a fresh
+ * nats-server, stopped by the pids it started.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Client, type ConnectOptions, connect } from '../client/index.ts';
+import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
+
+const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
+
+export interface BenchCluster {
+  readonly url: string;
+  readonly pids: readonly number[];
+  client(options?: Partial<ConnectOptions>): Promise<Client>;
+  /** CPU ms each node process used so far (user + system). */
+  cpu(): number[];
+  stop(): Promise<void>;
+}
+
+export function stopAll(children: ChildProcess[]): Promise<void> {
+  return Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+          c.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  ).then(() => undefined);
+}
+
+export async function startBenchCluster(dir: string, name = 'bench'): Promise<BenchCluster> {
+  const nats = await startNatsServer();
+  const ids = ['n1', 'n2', 'n3'];
+  const children = ids.map((id) =>
+    spawn(
+      process.execPath,
+      [
+        BIN,
+        'node',
+        '--id',
+        id,
+        '--data',
+        path.join(dir, id),
+        '--nats',
+        nats.url,
+        '--initial-cluster',
+        ids.join(','),
+        '--cluster',
+        name,
+      ],
+      { stdio: 'ignore' },
+    ),
+  );
+  const client = (options: Partial<ConnectOptions> = {}) =>
+    connect({
+      servers: [nats.url],
+      cluster: name,
+      user: 'client',
+      pass: natsCredentials('client').pass,
+      timeoutMs: 30_000,
+      ...options,
+    });
+  const probe = await client({ session: false });
+  for (;;) {
+    const s = await probe.status().catch(() => null);
+    if (s?.leader) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await probe.close();
+  const pids = children.map((c) => c.pid!);
+  return {
+    url: nats.url,
+    pids,
+    client,
+    cpu: () =>
+      pids.map((pid) => {
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return (Number(f[11]) + Number(f[12])) * 10;
+      }),
+    stop: async () => {
+      await stopAll(children);
+      await nats.stop();
+    },
+  };
+}
