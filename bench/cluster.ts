@@ -227,9 +227,10 @@ async function main(): Promise<void> {
     for (const [name, get, unit] of rows) {
       const a = get(mine);
       const b = theirs ? get(theirs) : Number.NaN;
+      // > 1: Ensemble is better (lower latency, higher throughput); < 1: etcd is.
       const ratio = theirs ? (unit === 'ms' ? b / a : a / b) : Number.NaN;
       console.log(
-        `| ${name} | ${fmt(a, unit)} | ${theirs ? fmt(b, unit) : '-'} | ${theirs ? `${ratio.toFixed(2)}x ${unit === 'ms' ? 'faster' : ''}`.trim() : '-'} |`,
+        `| ${name} | ${fmt(a, unit)} | ${theirs ? fmt(b, unit) : '-'} | ${theirs ? (ratio >= 1 ? `ensemble ${ratio.toFixed(2)}x` : `etcd ${(1 / ratio).toFixed(2)}x`) : '-'} |`,
       );
     }
   } finally {
