@@ -88,10 +88,10 @@ interface PendingWrite {
   term?: number;
 }
 
-/** A linearizable read waiting for its ReadIndex; `then` instead of `req` for a barrier. */
+/** A linearizable read waiting for its ReadIndex; `done` instead of `req` for a barrier. */
 type PendingRead =
   | { readonly req: ValidRequest; readonly reply: Reply }
-  | { readonly then: (ok: boolean) => void };
+  | { readonly done: (ok: boolean) => void };
 
 export interface ApiCounters {
   requests: number;
@@ -468,7 +468,7 @@ export class Api {
    * round), so a session opened a moment ago through another node is known here. */
   private barrier(): Promise<boolean> {
     return new Promise((resolve) => {
-      this.readQueue.push({ then: resolve });
+      this.readQueue.push({ done: resolve });
       this.schedule();
     });
   }
@@ -578,7 +578,7 @@ export class Api {
           this.readBatches.delete(id);
           void this.opts.applier.waitApplied(e.index).then(() => {
             for (const p of batch) {
-              if ('then' in p) p.then(true);
+              if ('done' in p) p.done(true);
               else this.serve(p);
             }
           });
@@ -591,7 +591,7 @@ export class Api {
           if (batch === undefined) continue;
           this.readBatches.delete(id);
           for (const p of batch) {
-            if ('then' in p) p.then(false);
+            if ('done' in p) p.done(false);
             else this.answer(p.reply, { error: new NotLeaderError(e.leader) });
           }
         }
@@ -718,13 +718,28 @@ export class Api {
       this.counters.badInput++;
       return;
     }
+    // A keepalive sent as a request is answered by the nodes that know the session (the client
+    // takes the first answer); for one it does not know, only the leader speaks: SESSION_EXPIRED.
+    const answer = (outcome: Outcome) => {
+      if (msg.reply && isClientInbox(msg.reply)) {
+        msg.respond(encodeReply(outcome, { cluster: this.opts.cluster, format: d.format, base64: d.base64 }));
+      }
+    };
     const s = this.opts.tree.session(v.request.id);
-    if (s === null) return;
+    const leader = this.opts.state().role === 'leader';
+    if (s === null) {
+      if (leader && this.opts.applier.index >= this.opts.state().commit) {
+        answer({ error: new SessionExpiredError(v.request.id) });
+      }
+      return;
+    }
     if (!sameBytes(s.secret, v.request.secret)) {
       this.counters.forgedKeepalives++;
+      if (leader) answer({ error: new SessionExpiredError(v.request.id) });
       return;
     }
     this.opts.onKeepalive?.(v.request.id);
+    answer({ result: { ttlMs: s.ttlMs } });
   }
 }
 

@@ -34,6 +34,7 @@ import type {
 import { decodeCbor, decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
 import { EnsembleError, fromWire, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
 import { inboxPrefix, type Subjects, subjects as subjectTable, watchInbox } from '../protocol/subjects.ts';
+import { type SessionListener, SessionRunner } from './session.ts';
 
 export * from '../protocol/errors.ts';
 export type { Compare, KeyMeta, KeyValue, NodeStatus, TxnOp, WatchEvent };
@@ -91,8 +92,7 @@ export class Client implements AsyncDisposable {
   private leader: string | null = null;
   private seq = 0;
   private readonly unanswered = new Set<number>();
-  private session: { id: string; secret: Uint8Array; ttlMs: number } | null = null;
-  private keepalive: NodeJS.Timeout | null = null;
+  private runner: SessionRunner | null = null;
   closed = false;
 
   constructor(
@@ -108,7 +108,24 @@ export class Client implements AsyncDisposable {
 
   /** The session opened at connect, or null. */
   get sessionInfo(): SessionInfo | null {
-    return this.session && { id: this.session.id, ttlMs: this.session.ttlMs };
+    const s = this.session;
+    return s && { id: s.id, ttlMs: s.ttlMs };
+  }
+
+  private get session(): { id: string; secret: Uint8Array; ttlMs: number } | null {
+    return this.runner?.current ?? null;
+  }
+
+  /** Connection state of the session (CONNECTED, SUSPENDED, RECONNECTED, LOST, CLOSED), as
+   * Curator reports it; returns a function that stops listening. */
+  onSessionState(listener: SessionListener): () => void {
+    if (this.runner === null) throw new TypeError('no session: connect with session enabled');
+    return this.runner.onState(listener);
+  }
+
+  /** The session's current connection state, or null without a session. */
+  get sessionState(): string | null {
+    return this.runner?.state ?? null;
   }
 
   /** Asks any node who leads, so writes go straight there (best effort). */
@@ -120,25 +137,48 @@ export class Client implements AsyncDisposable {
     }
   }
 
+  /** Opens the session and keeps it alive (the session machine, machines/session). */
   async openSession(ttlMs: number): Promise<void> {
-    const r = await this.call('sessionOpen', { ttlMs });
-    this.session = { id: r.id, secret: r.secret, ttlMs: r.ttlMs };
-    const every = Math.max(100, Math.floor(ttlMs / 3));
-    this.keepalive = setInterval(() => this.sendKeepalive(), every);
-    this.keepalive.unref?.();
-  }
-
-  private sendKeepalive(): void {
-    const s = this.session;
-    if (s === null || this.closed) return;
-    try {
-      this.nc.publish(
-        this.subjects.sessionKeepalive(),
-        encodeEnvelope({ id: s.id, secret: s.secret }, { cluster: this.subjects.cluster }),
-      );
-    } catch {
-      // Reconnecting: the next keepalive goes when the connection is back.
-    }
+    const runner = new SessionRunner(
+      {
+        open: async (ttl) => {
+          const r = await this.call('sessionOpen', { ttlMs: ttl });
+          return { id: r.id, secret: r.secret, ttlMs: r.ttlMs };
+        },
+        keepalive: async (id, secret, timeout) => {
+          // A request on the keepalive subject: every node hears it, the first that knows the
+          // session answers.
+          const msg = await this.nc.request(
+            this.subjects.sessionKeepalive(),
+            encodeEnvelope({ id, secret }, { cluster: this.subjects.cluster }),
+            { timeout },
+          );
+          const r = decodeReply(msg.data, { cluster: this.subjects.cluster });
+          if (!r.ok) throw r.error;
+        },
+        close: async (id, secret) => {
+          await this.call('sessionClose', { id, secret });
+        },
+        failover: () => {
+          this.leader = null;
+        },
+      },
+      ttlMs,
+    );
+    this.runner = runner;
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect') runner.serverLost();
+        if (s.type === 'reconnect') runner.serverBack();
+      }
+    })().catch(() => {});
+    const deadline = this.opts.timeoutMs ?? 10_000;
+    await Promise.race([
+      runner.ready,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new TimeoutError('could not open a session in time')), deadline),
+      ),
+    ]);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -319,6 +359,9 @@ export class Client implements AsyncDisposable {
     const msg = await this.nc.request(subject, encodeEnvelope(body, { cluster: this.subjects.cluster }), {
       timeout,
     });
+    // A follower relayed the leader's answer: talk to the leader directly from now on.
+    const hinted = msg.headers?.get(LEADER_HEADER);
+    if (hinted) this.leader = hinted;
     const r = decodeReply<ApiResults[K]>(msg.data, { cluster: this.subjects.cluster });
     if (!r.ok) throw r.error;
     return r.result;
@@ -327,17 +370,8 @@ export class Client implements AsyncDisposable {
   /** Closes the session (its ephemeral keys go at once) and the connection. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.keepalive) clearInterval(this.keepalive);
-    const s = this.session;
-    if (s !== null) {
-      try {
-        await this.call('sessionClose', { id: s.id, secret: s.secret });
-      } catch {
-        // The session will expire by itself.
-      }
-    }
+    await this.runner?.close().catch(() => {});
     this.closed = true;
-    this.session = null;
     if (this.ownsConnection) await this.nc.close();
   }
 
