@@ -107,7 +107,9 @@ export const nodeMachine = setup({
     api: fromCallback<{ type: string }, Parts>(({ input }) => {
       input.api.start();
       input.watches.start();
+      input.sessions.start();
       return () => {
+        input.sessions.stop();
         input.watches.stop();
         input.api.stop();
       };
@@ -229,7 +231,17 @@ export class EnsembleNode {
     const state = (): RaftContext => this.raftRef.getSnapshot().context as RaftContext;
     const fatal = (error: unknown) => this.fail(error);
 
-    const sessions = new SessionKeeper({ tree, expire: (id) => api.expire(id) });
+    const raftOptions = { ...defaultRaftOptions, ...config.raft };
+    const sessions = new SessionKeeper({
+      self: config.id,
+      nc,
+      subjects,
+      cluster: config.cluster,
+      tree,
+      graceMs: (raftOptions.electionTicks ?? 10) * (config.tickMs ?? defaultTickMs),
+      state,
+      expire: (id) => api.expire(id),
+    });
     const watches = new WatchHub({ nc, cluster: config.cluster, tree, ...config.watch });
     const applier = new Applier(
       {
@@ -237,6 +249,13 @@ export class EnsembleNode {
         tree,
         log,
         applied: (entry, outcome) => {
+          if (outcome?.ok && outcome.result.op === 'sessionOpen') sessions.opened(outcome.result.id);
+          if (
+            outcome?.ok &&
+            (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire')
+          ) {
+            sessions.ended(outcome.result.id);
+          }
           api.applied(entry, outcome);
           watches.applied();
         },
@@ -340,7 +359,7 @@ export class EnsembleNode {
       case 'compact':
         return p.applier.compact(e.snapshot);
       case 'roleChanged':
-        p.sessions.roleChanged(e.role === 'leader');
+        p.sessions.roleChanged(e.role === 'leader', e.term);
         if (e.role === 'leader' || e.leader !== null)
           this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
         return;

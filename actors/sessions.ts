@@ -1,73 +1,135 @@
 /**
- * The session keeper. Every node records when it last heard each session's keepalive (by its
- * own monotonic clock); only the leader expires sessions, by proposing `sessionExpire` through
- * the log, which deletes the session's ephemeral keys in the same revision.
+ * The session keeper: runs the pure session-expiry logic (machines/session) on a node.
  *
- * A new leader counts its election as a contact for every session, so a leader change never
- * expires a live session; a NATS reconnect or an event-loop pause counts as a contact too
- * (the silence was ours, not the client's). A session nobody has heard from expires at most
- * TTL after the later of its last keepalive here and this leader's election.
+ * Every node keeps a `SessionClock`: when it last heard each session's keepalive, by its own
+ * monotonic clock, and the floor of what it knows (its start, or its return from a NATS outage
+ * or a pause). It answers the leader's age rounds on `P.peer.<self>.ages` with ages, never
+ * timestamps. Only the leader runs the `ExpiryPlanner`: it proposes `sessionExpire` for a
+ * session only once a quorum of voters, asked after the deadline, vouched that none of them
+ * heard it within its TTL; and it waits one election timeout after its election. So a leader
+ * change costs no live session, and a dead client's session expires within TTL + two election
+ * timeouts of its last keepalive once a leader holds office (the simulator checks both bounds).
  */
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { RaftContext } from '../machines/raft/index.ts';
+import { currentConfig } from '../machines/raft/state.ts';
+import { ExpiryPlanner, SessionClock } from '../machines/session/index.ts';
+import { decodePeer, encodePeer } from '../protocol/codec.ts';
+import type { Subjects } from '../protocol/subjects.ts';
 import type { KeyTree } from '../storage/tree/types.ts';
 
 export interface SessionKeeperOptions {
+  readonly self: string;
+  readonly nc: NatsConnection;
+  readonly subjects: Subjects;
+  readonly cluster: string;
   readonly tree: KeyTree;
+  /** One election timeout, in ms: the grace a new leader gives every session. */
+  readonly graceMs: number;
+  readonly state: () => RaftContext;
   readonly expire: (session: string) => void;
-  readonly now?: () => number;
 }
 
+interface AgesWire {
+  readonly term: number;
+  readonly round: number;
+  readonly floorAge: number;
+  readonly ages: readonly [string, number][];
+}
+
+const now = () => performance.now();
+
 export class SessionKeeper {
-  private readonly lastContact = new Map<string, number>();
-  private readonly expiring = new Map<string, number>();
-  private leaderSince: number | null = null;
+  readonly clock = new SessionClock(now());
+  private readonly planner: ExpiryPlanner;
+  private sub: Subscription | null = null;
   expired = 0;
 
-  constructor(private readonly opts: SessionKeeperOptions) {}
-
-  private now(): number {
-    return this.opts.now ? this.opts.now() : performance.now();
+  constructor(private readonly opts: SessionKeeperOptions) {
+    this.planner = new ExpiryPlanner({ self: opts.self, clock: this.clock, graceMs: opts.graceMs });
   }
 
+  start(): void {
+    const { nc, subjects, self, cluster } = this.opts;
+    this.sub = nc.subscribe(subjects.ages(self), {
+      callback: (err, msg) => {
+        if (err || !msg.reply) return;
+        const d = decodePeer(msg.data, { cluster });
+        if (!d.ok) return;
+        const q = d.body as { term?: unknown; round?: unknown };
+        if (typeof q.term !== 'number' || typeof q.round !== 'number') return;
+        const report = this.clock.report(now());
+        const body: AgesWire = {
+          term: q.term,
+          round: q.round,
+          floorAge: report.floorAge,
+          ages: [...report.ages],
+        };
+        msg.respond(encodePeer(body, cluster));
+      },
+    });
+  }
+
+  stop(): void {
+    this.sub?.unsubscribe();
+    this.sub = null;
+  }
+
+  /** A keepalive with the right secret arrived. */
   heard(session: string): void {
-    this.lastContact.set(session, this.now());
+    this.clock.heard(session, now());
   }
 
-  /** The node itself was out of touch (NATS down, a long pause): nobody's silence counts. */
+  /** Applied here: an open counts as contact; an end forgets the session. */
+  opened(session: string): void {
+    this.clock.heard(session, now());
+  }
+
+  ended(session: string): void {
+    this.clock.forget(session);
+  }
+
+  /** This node was out of touch (NATS outage, a long pause): its knowledge starts again now. */
   everyoneHeard(): void {
-    const now = this.now();
-    for (const s of this.opts.tree.sessions()) this.lastContact.set(s.id, now);
-    if (this.leaderSince !== null) this.leaderSince = now;
+    this.clock.contactAll(now());
   }
 
-  roleChanged(leader: boolean): void {
-    if (leader && this.leaderSince === null) this.leaderSince = this.now();
-    if (!leader) {
-      this.leaderSince = null;
-      this.expiring.clear();
-    }
+  roleChanged(leader: boolean, term: number): void {
+    if (leader) this.planner.becameLeader(now(), term);
+    else this.planner.steppedDown();
   }
 
-  /** Leader only: propose the expiry of every session past its deadline. */
+  /** Leader only, every few ticks: propose due expiries, ask the voters for ages when needed. */
   check(): void {
-    if (this.leaderSince === null) return;
-    const now = this.now();
-    const live = new Set<string>();
-    for (const s of this.opts.tree.sessions()) {
-      live.add(s.id);
-      let last = this.lastContact.get(s.id);
-      if (last === undefined) {
-        last = now; // first seen here (just opened, or just restored): a contact
-        this.lastContact.set(s.id, last);
-      }
-      const deadline = Math.max(last, this.leaderSince) + s.ttlMs;
-      if (now < deadline) continue;
-      const asked = this.expiring.get(s.id);
-      if (asked !== undefined && now - asked < 1000) continue; // proposed already; retry later if lost
-      this.expiring.set(s.id, now);
+    const ctx = this.opts.state();
+    if (ctx.role !== 'leader') return;
+    const sessions = new Map(this.opts.tree.sessions().map((s) => [s.id, s.ttlMs] as const));
+    const voters = currentConfig(ctx).voters;
+    const out = this.planner.tick(now(), sessions, voters);
+    for (const id of out.expire) {
       this.expired++;
-      this.opts.expire(s.id);
+      this.opts.expire(id);
     }
-    for (const id of this.lastContact.keys()) if (!live.has(id)) this.lastContact.delete(id);
-    for (const id of this.expiring.keys()) if (!live.has(id)) this.expiring.delete(id);
+    const ask = out.askAges;
+    if (ask === null) return;
+    const { nc, subjects, cluster, self } = this.opts;
+    for (const voter of voters) {
+      if (voter === self) continue;
+      nc.request(subjects.ages(voter), encodePeer(ask, cluster), { timeout: this.opts.graceMs }).then(
+        (m) => {
+          const d = decodePeer(m.data, { cluster });
+          if (!d.ok) return;
+          const a = d.body as AgesWire;
+          if (!Array.isArray(a.ages) || typeof a.floorAge !== 'number') return;
+          const ages = new Map<string, number>();
+          for (const pair of a.ages) {
+            if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'number')
+              ages.set(pair[0], pair[1]);
+          }
+          this.planner.agesFrom(voter, { term: a.term, round: a.round, floorAge: a.floorAge, ages }, now());
+        },
+        () => {},
+      );
+    }
   }
 }

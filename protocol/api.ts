@@ -292,7 +292,11 @@ export interface NodeStatus {
   /** Protocol versions this node speaks. */
   readonly protocol: readonly number[];
   /** Open sessions (the first 1000), with their TTL and how many ephemeral keys they own. */
-  readonly sessions: readonly { readonly id: string; readonly ttlMs: number; readonly ephemeralKeys: number }[];
+  readonly sessions: readonly {
+    readonly id: string;
+    readonly ttlMs: number;
+    readonly ephemeralKeys: number;
+  }[];
 }
 
 /** Fields every write result may carry. */

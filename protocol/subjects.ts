@@ -78,6 +78,8 @@ export interface Subjects {
   forward(nodeId: string): string;
   /** Snapshot chunks sent to `nodeId` (requests; each reply acknowledges one chunk). */
   snapshot(nodeId: string): string;
+  /** The leader's session-age rounds to `nodeId` (request/reply; peers only). */
+  ages(nodeId: string): string;
   /** The API of one node: writes and linearizable reads go straight to the leader this way. */
   nodeApi(nodeId: string, op: string): string;
   /** Subscription of node `nodeId` to its own API: `P.node.<nodeId>.api.*`. */
@@ -114,6 +116,7 @@ export function subjects(options: SubjectOptions): Subjects {
     peer: (nodeId) => `${peerRoot}${token(nodeId, 'node id')}`,
     forward: (nodeId) => `${peerRoot}${token(nodeId, 'node id')}.forward`,
     snapshot: (nodeId) => `${peerRoot}${token(nodeId, 'node id')}.snapshot`,
+    ages: (nodeId) => `${peerRoot}${token(nodeId, 'node id')}.ages`,
     nodeApi: (nodeId, op) => `${nodeRoot}${token(nodeId, 'node id')}.api.${token(op, 'op')}`,
     nodeApiWildcard: (nodeId) => `${nodeRoot}${token(nodeId, 'node id')}.api.*`,
     api: (op) => `${apiRoot}${token(op, 'op')}`,
