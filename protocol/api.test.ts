@@ -19,7 +19,7 @@ const ok = (t: { fail(m: string): void }, v: Validated): unknown => {
 const code = (v: Validated): string => (v.ok ? 'OK' : v.error.code);
 
 test('every op has a kind, and isOp knows exactly them', (t) => {
-  t.is(ops.length, 15);
+  t.is(ops.length, 18);
   for (const op of ops) t.true(isOp(op));
   t.false(isOp('constructor'));
   t.false(isOp('toString'));
@@ -27,6 +27,7 @@ test('every op has a kind, and isOp knows exactly them', (t) => {
   t.is(opKinds.get, 'read');
   t.is(opKinds.memberAdd, 'admin');
   t.is(opKinds.sessionKeepalive, 'local');
+  t.is(opKinds.watch, 'local');
 });
 
 test('valid requests come back normalised: known fields only, no undefined, bytes as bytes', (t) => {
@@ -331,4 +332,20 @@ test('random objects straight from the decoder never throw either', (t) => {
     { numRuns: 2000 },
   );
   t.is(defaultApiLimits.maxValueBytes, 1.5 * 1024 * 1024);
+});
+
+test('watch requests: exactly one target, a client inbox, a session; bad ones are typed errors', (t) => {
+  const base = { id: 'w1', inbox: '_INBOX.client.x.watch.w1', session: 's1', secret: new Uint8Array([1]) };
+  const good = validateRequest('watch', { ...base, prefix: '/a/', fromRevision: 5, prevValue: true });
+  t.true(good.ok);
+  const code = (body: unknown) => {
+    const r = validateRequest('watch', body);
+    return r.ok ? 'ok' : r.error.code;
+  };
+  t.is(code({ ...base }), 'BAD_REQUEST');
+  t.is(code({ ...base, key: '/a', prefix: '/a' }), 'BAD_REQUEST');
+  t.is(code({ ...base, key: 'relative' }), 'BAD_PATH');
+  t.is(code({ ...base, key: '/a', fromRevision: 0 }), 'BAD_REQUEST');
+  t.is(code({ ...base, key: '/a', inbox: 'ensemble.dev.peer.n1' }), 'BAD_REQUEST');
+  t.is(code({ ...base, key: '/a', id: 'has space' }), 'BAD_REQUEST');
 });
