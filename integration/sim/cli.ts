@@ -42,6 +42,10 @@ const totals = {
   snapshots: 0,
   violations: 0,
   noCommit: 0,
+  sessions: 0,
+  expired: 0,
+  boundChecked: 0,
+  minBoundSlack: Number.POSITIVE_INFINITY,
 };
 const failed: SimResult[] = [];
 const started = performance.now();
@@ -58,6 +62,13 @@ for (let i = 0; i < count; i++) {
   totals.snapshots += r.snapshotsInstalled;
   totals.violations += r.violations.length;
   if (r.commits === 0) totals.noCommit++;
+  if (r.sessions !== null) {
+    totals.sessions += r.sessions.opened;
+    totals.expired += r.sessions.expired;
+    totals.boundChecked += r.sessions.boundChecked;
+    if (r.sessions.minBoundSlack !== null)
+      totals.minBoundSlack = Math.min(totals.minBoundSlack, r.sessions.minBoundSlack);
+  }
   if (o.json) console.log(JSON.stringify({ ...r, trace: r.violations.length > 0 ? r.trace : undefined }));
   if (r.violations.length > 0) {
     failed.push(r);
@@ -76,7 +87,8 @@ for (let i = 0; i < count; i++) {
 if (!o.json && process.stderr.isTTY) process.stderr.write('\n');
 
 const seconds = (performance.now() - started) / 1000;
-const summary = `sim: ${totals.seeds} seeds, ${totals.steps} steps, ${totals.commits} commits, ${totals.elections} elections, ${totals.crashes} crashes, ${totals.snapshots} snapshots installed, ${totals.violations} violations, ${totals.noCommit} seeds without a commit (${seconds.toFixed(1)} s)`;
+const slack = totals.boundChecked > 0 ? `, least slack to the expiry bound ${totals.minBoundSlack} ms` : '';
+const summary = `sim: ${totals.seeds} seeds, ${totals.steps} steps, ${totals.commits} commits, ${totals.elections} elections, ${totals.crashes} crashes, ${totals.snapshots} snapshots installed, ${totals.sessions} sessions (${totals.expired} expired${slack}), ${totals.violations} violations, ${totals.noCommit} seeds without a commit (${seconds.toFixed(1)} s)`;
 if (o.json) console.log(JSON.stringify({ summary: totals, seconds }));
 else console.log(summary);
 process.exit(failed.length > 0 || totals.noCommit > 0 ? 1 : 0);

@@ -11,9 +11,26 @@ export function sweep(
   extra: Partial<SimOptions> = {},
 ) {
   let commits = 0;
+  const sessions = {
+    opened: 0,
+    expired: 0,
+    closed: 0,
+    boundChecked: 0,
+    minBoundSlack: Number.POSITIVE_INFINITY,
+  };
   for (let seed = first; seed < first + count; seed++) {
     const r = simulate({ seed, nodes, steps, ...extra });
     commits += r.commits;
+    if (r.sessions !== null) {
+      sessions.opened += r.sessions.opened;
+      sessions.expired += r.sessions.expired;
+      sessions.closed += r.sessions.closed;
+      sessions.boundChecked += r.sessions.boundChecked;
+      sessions.minBoundSlack = Math.min(
+        sessions.minBoundSlack,
+        r.sessions.minBoundSlack ?? Number.POSITIVE_INFINITY,
+      );
+    }
     if (r.violations.length > 0) {
       const v = r.violations[0]!;
       t.fail(
@@ -23,5 +40,7 @@ export function sweep(
     }
     t.true(r.commits > 0, `seed ${seed} committed nothing`);
   }
-  t.log(`${count} seeds of ${nodes} nodes: ${commits} commits`);
+  t.log(
+    `${count} seeds of ${nodes} nodes: ${commits} commits; sessions: ${sessions.opened} opened, ${sessions.expired} expired (${sessions.boundChecked} with a leader in office, least slack to the bound ${sessions.minBoundSlack} ms), ${sessions.closed} closed`,
+  );
 }

@@ -22,12 +22,13 @@
  *   a quorum of the voters of its current configuration (itself included) is running,
  *   connected to it both ways (no partition or one-way cut) and replicating (their progress in
  *   the leader's `replicate` state: not being probed after a rejection nor sent a snapshot),
- *   until any of that stops. Random loss and duplication do not end an office by themselves. For a session
- *   not yet ended, let D be the latest contact any node recorded for it: a keepalive delivered
- *   to any node, any node's apply of its open, any node's restart (a restarted node counts its
- *   start as a contact for every session, DESIGN "Sessions"). While a leader holds office since
- *   O, the session must have expired (committed) by
- *       max(D + TTL, O) + 2 * ET,      ET = electionTicks * 2 * tick (the longest timeout),
+ *   until any of that stops; O is when the current office began. Random loss and duplication
+ *   do not end an office. For a session not yet ended, let D be the latest contact any node
+ *   recorded for it: a keepalive delivered to any node, or any node's apply of its open. Let V
+ *   be the moment a quorum of those connected voters has been running for a TTL (a node that
+ *   restarted cannot vouch for the silence before it, expiry.ts). The session must have
+ *   expired (committed) by
+ *       max(D + TTL, O, V) + 2 * ET,      ET = electionTicks * 2 * tick (the longest timeout),
  *   one ET of grace after an election plus one for the confirming round and the commit.
  *   Checked after every step.
  */
@@ -41,7 +42,7 @@ interface Tracked {
   readonly openedAt: number;
   /** Latest keepalive delivery per node (virtual ms); absent: the open's commit. */
   readonly heard: Map<string, number>;
-  /** Latest contact any node recorded (keepalive, open applied); restarts are global. */
+  /** Latest contact any node recorded (keepalive delivered, open applied). */
   contact: number;
   /** The instant the session stops being live unless a keepalive is delivered; recomputed
    * after every step that changed its inputs. */
@@ -65,14 +66,19 @@ interface Office {
   readonly leader: string;
   readonly term: number;
   readonly since: number;
+  /** When a quorum of the connected voters (the leader included) had started, at the latest:
+   * a TTL later they can vouch. */
+  quorumStarted: number;
 }
 
 export class SessionChecker {
   private readonly open = new Map<string, Tracked>();
   private readonly ended = new Map<string, number>();
   private readonly seenIndexes = new Set<number>();
-  private lastRestart = Number.NEGATIVE_INFINITY;
+  /** When each node last (re)started. */
+  private readonly started = new Map<string, number>();
   private configs: Configuration[] = [];
+  private readonly scratch: number[] = [];
   office: Office | null = null;
   readonly stats: SessionCheckStats = {
     opened: 0,
@@ -131,9 +137,9 @@ export class SessionChecker {
     if (s !== undefined) s.contact = this.sim.now;
   }
 
-  /** A node (re)started: its clock counts the start as a contact for every session. */
-  restarted(): void {
-    this.lastRestart = this.sim.now;
+  /** A node (re)started: its clock's floor. */
+  restarted(node: string): void {
+    this.started.set(node, this.sim.now);
   }
 
   /** The commit of an entry that ended `sid`. */
@@ -189,9 +195,9 @@ export class SessionChecker {
     }
   }
 
+  /** max(D + TTL, O, V) + 2 ET (see the header). */
   private bound(s: Tracked, o: Office): number {
-    const d = Math.max(s.contact, this.lastRestart);
-    return Math.max(d + s.ttl, o.since) + 2 * this.electionTimeoutMs;
+    return Math.max(s.contact + s.ttl, o.since, o.quorumStarted + s.ttl) + 2 * this.electionTimeoutMs;
   }
 
   /** After every step of the simulation. */
@@ -200,9 +206,7 @@ export class SessionChecker {
     // 1. Live sessions whose window closed before this step (by the state before it).
     for (const s of this.open.values()) if (!s.broken && now >= s.liveUntil) s.broken = true;
     // 2. The configurations in play now, and the office.
-    const configs = this.configsInPlay();
-    const changed = configs.length !== this.configs.length || configs.some((c, i) => c !== this.configs[i]);
-    this.configs = configs;
+    const changed = this.configsInPlay();
     this.office = this.currentOffice();
     for (const s of this.open.values()) {
       if (!s.broken && (s.dirty || changed)) {
@@ -219,7 +223,7 @@ export class SessionChecker {
       if (now > b) {
         this.sim.checker.violate(
           'session-expiry-bound',
-          `${s.sid} (ttl ${s.ttl}) not expired at ${now}: last contact ${Math.max(s.contact, this.lastRestart)}, ${o.leader} in office since ${o.since}, bound ${b}`,
+          `${s.sid} (ttl ${s.ttl}) not expired at ${now}: last contact ${s.contact}, ${o.leader} in office since ${o.since}, a quorum up since ${o.quorumStarted}, bound ${b}`,
         );
         return;
       }
@@ -236,15 +240,32 @@ export class SessionChecker {
     return until === Number.POSITIVE_INFINITY ? s.openedAt + s.ttl : until;
   }
 
-  private configsInPlay(): Configuration[] {
-    const out: Configuration[] = [];
-    for (const n of this.sim.nodes.values()) {
-      const c = n.snap?.context;
+  /** Refreshes the configurations running nodes hold (distinct, in node order); whether they
+   * changed. Allocates nothing: it runs after every step. */
+  private configsInPlay(): boolean {
+    let n = 0;
+    let changed = false;
+    for (const node of this.sim.nodes.values()) {
+      const c = node.snap?.context;
       if (!c) continue;
       const cfg = currentConfig(c);
-      if (cfg.voters.length > 0 && !out.includes(cfg)) out.push(cfg);
+      if (cfg.voters.length === 0 || this.placed(cfg, n)) continue;
+      if (this.configs[n] !== cfg) {
+        this.configs[n] = cfg;
+        changed = true;
+      }
+      n++;
     }
-    return out;
+    if (this.configs.length !== n) {
+      this.configs.length = n;
+      changed = true;
+    }
+    return changed;
+  }
+
+  private placed(cfg: Configuration, n: number): boolean {
+    for (let k = 0; k < n; k++) if (this.configs[k] === cfg) return true;
+    return false;
   }
 
   private currentOffice(): Office | null {
@@ -254,20 +275,27 @@ export class SessionChecker {
     // A leader handing over to another (leader transfer) refuses proposals: not in office.
     if (c.transferee !== null) return null;
     const cfg = currentConfig(c);
-    let connected = 0;
+    const starts = this.scratch;
+    starts.length = 0;
     for (const v of cfg.voters) {
-      if (v === id) connected++;
-      else if (
-        this.sim.nodes.get(v)?.up &&
-        this.sim.connected(id, v) &&
-        this.sim.connected(v, id) &&
-        c.progress[v]?.state === 'replicate'
+      if (
+        v === id ||
+        (this.sim.nodes.get(v)?.up &&
+          this.sim.connected(id, v) &&
+          this.sim.connected(v, id) &&
+          c.progress[v]?.state === 'replicate')
       )
-        connected++;
+        starts.push(this.started.get(v) ?? 0);
     }
-    if (connected < quorum(cfg)) return null;
+    const q = quorum(cfg);
+    if (starts.length < q) return null;
+    starts.sort((a, b) => a - b);
+    const quorumStarted = starts[q - 1]!;
     const prev = this.office;
-    if (prev !== null && prev.leader === id && prev.term === c.term) return prev;
-    return { leader: id, term: c.term, since: this.sim.now };
+    if (prev !== null && prev.leader === id && prev.term === c.term) {
+      prev.quorumStarted = quorumStarted;
+      return prev;
+    }
+    return { leader: id, term: c.term, since: this.sim.now, quorumStarted };
   }
 }

@@ -5,7 +5,12 @@
  *
  * - Clients open sessions (a committed `sessionOpen`), put ephemeral keys, publish keepalives
  *   that reach each node through the simulated network (loss, a client's own cuts from some
- *   nodes, its NATS connection dropping), fail over, close, and die at random.
+ *   nodes, among them the leader or a majority, its NATS connection dropping), fail over,
+ *   close, pause (and replay a queued write when they come back, as a zombie would), and die
+ *   at random. They write through the node they believe leads; a follower forwards.
+ * - Session faults draw from their own random stream; Raft-level steps alone count towards
+ *   `steps`, so a seed's Raft coverage stays what it was. After the faults heal the run goes on
+ *   until every session no live client holds has expired (or the liveness limit).
  * - Every node records keepalives on its own monotonic clock (its own origin, reset by a
  *   restart). The leader's planner asks the other voters for ages over the simulated network
  *   (partitions, loss, duplication, delay) and proposes `sessionExpire` entries.
@@ -71,6 +76,7 @@ export type SessionItem =
     }
   | { readonly t: 'ageReply'; readonly from: string; readonly to: string; readonly reply: AgesReply }
   | { readonly t: 'serverBack'; readonly client: number }
+  | { readonly t: 'resume'; readonly client: number }
   | { readonly t: 'nemesis' };
 
 export interface SessionStats {
@@ -110,6 +116,8 @@ class SimClient {
   keys = 0;
   /** When the next tick is scheduled (one at a time; earlier wakeups replace it). */
   tickAt = Number.POSITIVE_INFINITY;
+  /** A process pause (GC, a stopped VM): nothing happens in the client until then. */
+  pausedUntil = 0;
 
   constructor(
     readonly n: number,
@@ -179,7 +187,7 @@ export class SessionWorld {
       retryMs: this.graceMs,
     });
     this.runtimes.set(node.id, { life: node.life, clock, planner, origin: origin - this.sim.now });
-    this.checker.restarted();
+    this.checker.restarted(node.id);
   }
 
   onCrash(node: SimNode): void {
@@ -253,7 +261,7 @@ export class SessionWorld {
         break;
       }
       case 'putEphemeral': {
-        const ok = sessions.has(cmd.sid) || (this.opts.unsafeEphemeralPut === true && !keys.has(cmd.key));
+        const ok = sessions.has(cmd.sid) || this.opts.unsafeEphemeralPut === true;
         if (ok) {
           node.sm = { ...sm, keys: new Map(keys).set(cmd.key, cmd.sid) };
           if (first) this.counts.keys++;
@@ -335,7 +343,7 @@ export class SessionWorld {
     switch (item.t) {
       case 'clientTick': {
         const c = this.clients[item.client]!;
-        if (!c.alive || c.tickAt !== item.at) return;
+        if (!c.alive || c.tickAt !== item.at || this.sim.now < c.pausedUntil) return;
         c.tickAt = Number.POSITIVE_INFINITY;
         this.clientTick(c);
         this.arm(c);
@@ -344,12 +352,24 @@ export class SessionWorld {
       case 'clientEvent': {
         const c = this.clients[item.client]!;
         if (!c.alive) return;
+        if (this.sim.now < c.pausedUntil) return this.sim.schedule(c.pausedUntil, item);
         this.feed(c, item.event);
         this.arm(c);
         return;
       }
       case 'keepalive':
         return this.keepaliveArrives(item);
+      case 'resume': {
+        // Back from the pause: the writes queued during it go first (the zombie's writes: if
+        // the session expired meanwhile, they must be refused), then the clock catches up.
+        const c = this.clients[item.client]!;
+        if (!c.alive) return;
+        this.put(c);
+        c.tickAt = Number.POSITIVE_INFINITY;
+        this.clientTick(c);
+        this.arm(c);
+        return;
+      }
       case 'serverBack': {
         const c = this.clients[item.client]!;
         if (!c.serverDown) return;
@@ -438,7 +458,7 @@ export class SessionWorld {
   /** Ticks the client when its machine next needs one (nextWakeup), or when an open or close
    * it is waiting for times out; never more often than every CLIENT_TICK_MS. */
   private arm(c: SimClient): void {
-    if (!c.alive) return;
+    if (!c.alive || this.sim.now < c.pausedUntil) return;
     let at = nextWakeup(c.snap) ?? Number.POSITIVE_INFINITY;
     if (c.pending !== null) at = Math.min(at, c.pending.at + PENDING_TIMEOUT_MS);
     if (at === Number.POSITIVE_INFINITY) return;
@@ -459,13 +479,16 @@ export class SessionWorld {
     c.snap = snap;
     this.perform(c, effects);
     if (c.state === 'closed') c.alive = false;
-    // An acknowledged keepalive now and then comes with an ephemeral put.
-    if (event.type === 'session.keepaliveAcked' && c.state === 'active' && c.sid !== null && c.keys < 4) {
-      if (this.random() < 0.3) {
-        const id = `sk${++this.seq}`;
-        this.propose(c, { id, kind: 'putEphemeral', sid: c.sid, key: `/e/${c.sid}/${++c.keys}` });
-      }
-    }
+  }
+
+  /** An ephemeral put (four keys per session, written over and over). A suspended client
+   * writes too, as one replaying writes queued while disconnected would: if its session
+   * expired meanwhile, the cluster must refuse them. */
+  private put(c: SimClient): void {
+    if ((c.state !== 'active' && c.state !== 'suspended') || c.sid === null) return;
+    if (this.sim.now < c.pausedUntil) return;
+    const id = `sk${++this.seq}`;
+    this.propose(c, { id, kind: 'putEphemeral', sid: c.sid, key: `/e/${c.sid}/${++c.keys % 4}` });
   }
 
   private clientTick(c: SimClient): void {
@@ -530,10 +553,14 @@ export class SessionWorld {
     const target = guess !== null && reachable.includes(guess) ? guess : this.pick(reachable);
     if (target === undefined) return;
     if (c.home === null) c.home = target;
-    this.sim.step(this.sim.nodes.get(target)!, {
-      type: 'raft.propose',
-      commands: [{ id: cmd.id, data: cmd }],
-    });
+    // A follower forwards the write to the leader it knows, if it reaches it (DESIGN "Wire").
+    let node = this.sim.nodes.get(target)!;
+    const leader = node.snap!.context.leader;
+    if (node.snap!.context.role !== 'leader' && leader !== null && this.sim.connected(target, leader)) {
+      const l = this.sim.nodes.get(leader);
+      if (l?.up) node = l;
+    }
+    this.sim.step(node, { type: 'raft.propose', commands: [{ id: cmd.id, data: cmd }] });
   }
 
   private answerOpen(cmd: string, sid: string, ttlMs: number, ok: boolean): void {
@@ -565,6 +592,7 @@ export class SessionWorld {
 
   private nemesis(): void {
     const alive = this.clients.filter((c) => c.alive);
+    for (const c of alive) if (this.random() < 0.5) this.put(c);
     if (this.sim.isHealed) {
       if (alive.length === 0) this.spawn();
       return;
@@ -575,12 +603,17 @@ export class SessionWorld {
     }
     const roll = this.random();
     const c = this.pick(alive)!;
+    if (this.sim.now < c.pausedUntil) return;
     const nodes = [...this.sim.nodes.keys()];
     if (roll < 0.2) {
       c.alive = false; // dies: no more keepalives, no close
       this.sim.trace(`client ${c.n} dies (${c.sid ?? 'no session'})`);
-    } else if (roll < 0.28) {
+    } else if (roll < 0.26) {
       if (c.state === 'active') this.feed(c, { type: 'session.close' });
+    } else if (roll < 0.36) {
+      c.pausedUntil = this.sim.now + this.int(50, 900);
+      this.sim.trace(`client ${c.n} pauses until ${c.pausedUntil}`);
+      this.sim.schedule(c.pausedUntil, { t: 'resume', client: c.n });
     } else if (roll < 0.5) {
       // Cut from the leader (and perhaps one more): keepalives still reach a quorum.
       const leader = this.sim.currentLeader();

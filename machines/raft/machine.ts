@@ -107,7 +107,9 @@ export const raftMachine = setup({
   },
 }).createMachine({
   id: 'raft',
-  context: ({ input }) => initialContext(input),
+  // transition() re-runs the context factory without input on every step: skip the work then
+  // (the snapshot's own context is what counts).
+  context: ({ input }) => (input === undefined ? ({} as RaftContext) : initialContext(input)),
   initial: 'follower',
   on: {
     'raft.persisted': { actions: 'persisted' },

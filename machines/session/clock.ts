@@ -4,21 +4,20 @@
  * and answers the leader's questions with *ages* (how long ago), never timestamps: monotonic
  * clocks of different processes share no origin.
  *
- * The clock has a floor: the moment it started (process start) or last came back from being
- * out of touch (`contactAll`: NATS reconnect, an event-loop pause). The node cannot vouch for
- * anything before its floor, so every session, known here or not, counts as heard at the floor
- * at the latest. That is conservative: it can only make a session look more recently alive.
+ * The clock has a floor: the moment its knowledge starts, that is the process start, or the
+ * last return from being out of touch (`contactAll`: a NATS reconnect, an event-loop pause).
+ * Before its floor the node may have missed keepalives, so it cannot vouch that a session was
+ * silent then; the leader's planner (expiry.ts) only counts a node towards the quorum that
+ * confirms an expiry once its floor is at least a TTL old.
  *
  * Pure data: the runtime passes `now` (its monotonic milliseconds) to every call.
  */
 
 /** A node's answer to "how long ago did you last hear each session?" */
 export interface AgeReport {
-  /** Milliseconds since each session was last heard here, for the sessions heard since the
-   * floor. */
+  /** Milliseconds since each session was last heard here. */
   readonly ages: ReadonlyMap<string, number>;
-  /** Milliseconds since the floor: the age of every session not in `ages`. Never less than any
-   * age in `ages`. */
+  /** Milliseconds since the floor: this node heard everything sent to it since then. */
   readonly floorAge: number;
 }
 
@@ -31,20 +30,18 @@ export class SessionClock {
     this.floor = now;
   }
 
-  /** A keepalive of `id` arrived (its secret checked by the caller), or the session was opened. */
+  /** A keepalive of `id` arrived (its secret checked by the caller), or the session was opened
+   * here (its open applied). */
   heard(id: string, now: number): void {
-    if (now < this.floor) return;
     const prev = this.last.get(id);
     if (prev === undefined || now > prev) this.last.set(id, now);
   }
 
-  /** The node was out of touch until `now` (NATS outage, process pause): whatever it did not
-   * hear meanwhile, it cannot tell missing from lost, so every session counts as heard now.
-   * Drain the messages queued during the outage before expiring anything. */
+  /** The node was out of touch until `now` (NATS outage, process pause): it may have missed
+   * keepalives until now, so its knowledge starts again now. What it did hear still counts.
+   * Drain the messages queued during the outage before answering the leader. */
   contactAll(now: number): void {
-    if (now <= this.floor) return;
-    this.floor = now;
-    this.last.clear();
+    if (now > this.floor) this.floor = now;
   }
 
   /** The session ended: nothing more to remember about it. */
@@ -52,17 +49,17 @@ export class SessionClock {
     this.last.delete(id);
   }
 
-  /** When `id` was last heard here, or the floor if not since. */
-  lastHeard(id: string): number {
-    return this.last.get(id) ?? this.floor;
+  /** When `id` was last heard here, if ever. */
+  lastHeard(id: string): number | undefined {
+    return this.last.get(id);
   }
 
-  /** The floor: every session counts as heard at this time at the latest. */
+  /** The floor: this node heard everything sent to it since then. */
   get since(): number {
     return this.floor;
   }
 
-  /** Ages at `now` of every session heard since the floor. */
+  /** Ages at `now` of every session heard here. */
   ages(now: number): Map<string, number> {
     const out = new Map<string, number>();
     for (const [id, t] of this.last) out.set(id, Math.max(0, now - t));

@@ -15,7 +15,8 @@
  * - `closeSession`: ask for `sessionClose`, then feed `session.closeDone` (success or not: an
  *   unclosed session expires by itself).
  * - `stateChanged`: tell the application (Curator's connection states; `CLOSED` on close).
- * Feed `session.tick` often enough for the cadence wanted (a tenth of the TTL is plenty).
+ * Feed `session.tick` often enough for the cadence wanted (a tenth of the TTL is plenty), or
+ * arm one timer at `nextWakeup(snapshot)` after every step.
  */
 
 export type ConnectionState = 'CONNECTED' | 'SUSPENDED' | 'RECONNECTED' | 'LOST' | 'CLOSED';

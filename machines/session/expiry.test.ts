@@ -29,6 +29,7 @@ class World {
   ) {
     this.offsets = Object.fromEntries(voters.map((v, i) => [v, 1e9 * (i + 1) + 12_345 * i]));
     for (const v of voters) this.clocks[v] = new SessionClock(this.clock(v));
+    this.hear(voters); // the open, applied everywhere at 0
     this.planner = this.newPlanner(leader);
   }
 
@@ -176,27 +177,46 @@ test('an answer of an earlier term counts for nothing', (t) => {
   t.deepEqual(w.tick().expire, []);
 });
 
-test('a restarted node answers with its floor: the session counts as heard at its restart', (t) => {
+test('a restarted node cannot vouch until its floor is a TTL old; nodes that were up can', (t) => {
   const w = new World();
   w.elect('a', 1);
   w.t = 900;
   w.clocks.b = new SessionClock(w.clock('b')); // b restarts, knowing nothing
   w.run(TTL + 50, ['b']);
-  t.deepEqual(w.expired, []);
+  t.deepEqual(w.expired, [], 'a and a restarted b are not a vouching quorum');
   w.run(900 + TTL + 30, ['b']);
-  t.deepEqual(w.expired, [['s', 1910]]);
+  t.deepEqual(w.expired, [['s', 1910]], 'once b has been up for a TTL it vouches');
+  // The same restart with c answering too: a and c vouch, the restart delays nothing.
+  const v = new World();
+  v.elect('a', 1);
+  v.t = 900;
+  v.clocks.b = new SessionClock(v.clock('b'));
+  v.run(TTL + 30);
+  t.deepEqual(v.expired, [['s', TTL + 10]]);
 });
 
-test('contactAll after an outage counts as a contact for every session', (t) => {
+test('contactAll after an outage moves the floor and keeps what was heard', (t) => {
   const clock = new SessionClock(0);
   clock.heard('x', 10);
   clock.contactAll(500);
-  t.is(clock.lastHeard('x'), 500);
-  t.is(clock.lastHeard('never'), 500);
-  t.deepEqual([...clock.ages(600)], []);
+  t.is(clock.lastHeard('x'), 10);
+  t.is(clock.lastHeard('never'), undefined);
+  t.is(clock.since, 500);
+  t.deepEqual([...clock.ages(600)], [['x', 590]]);
   t.is(clock.floorAge(600), 100);
   clock.heard('x', 550);
   t.deepEqual([...clock.ages(600)], [['x', 50]]);
+});
+
+test('a leader back from a pause (contactAll) cannot vouch alone: it needs a quorum that can', (t) => {
+  const w = new World();
+  w.elect('a', 1);
+  w.t = 600;
+  w.clocks.a!.contactAll(w.clock('a'));
+  w.run(TTL + 50, ['b']);
+  t.deepEqual(w.expired, [], 'a (paused) and b: one voucher of three');
+  w.run(TTL + 120, ['b', 'c']);
+  t.is(w.expired.length, 1, 'b and c vouch');
 });
 
 test('expiry pauses while the quorum is lost, and resumes when it is back', (t) => {

@@ -4,7 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import type { ConnectionState, SessionEffect, SessionEvent } from './events.ts';
-import { type SessionSnapshot, startSession, stepSession } from './machine.ts';
+import { nextWakeup, type SessionSnapshot, startSession, stepSession } from './machine.ts';
 
 const TTL = 3000;
 
@@ -299,6 +299,49 @@ test('the granted TTL replaces the one asked for', (t) => {
   t.is(d.count('sendKeepalive'), 1);
   d.advance(10);
   t.is(d.state, 'suspended');
+});
+
+test('ticking only at nextWakeup gives the same effects, at the same times, as ticking every ms', (t) => {
+  const ttl = 900;
+  // Events from outside, at fixed times; keepalives with these seqs are acknowledged 20 ms late.
+  const script: [number, SessionEvent][] = [
+    [5, { type: 'session.opened', id: 'w', secret: 'k', ttlMs: ttl }],
+    [2000, { type: 'session.serverLost' }],
+    [2600, { type: 'session.serverBack' }],
+    [4000, { type: 'session.expiredByServer' }],
+  ];
+  const acked = new Set([1, 2, 3, 6, 9]);
+  const run = (everyMs: boolean): string[] => {
+    let [snap] = startSession({ now: 0, ttlMs: ttl });
+    const log: string[] = [];
+    const pending: [number, SessionEvent][] = script.slice();
+    const feed = (now: number, ev: SessionEvent) => {
+      const [next, effects] = stepSession(snap, ev);
+      snap = next;
+      for (const e of effects) {
+        log.push(`${now} ${JSON.stringify(e)}`);
+        if (e.type === 'sendKeepalive' && acked.has(e.seq))
+          pending.push([now + 20, { type: 'session.keepaliveAcked', now: now + 20, seq: e.seq }]);
+      }
+    };
+    let now = 0;
+    let wake: number | null = 0;
+    while (now < 5000) {
+      pending.sort((a, b) => a[0] - b[0]);
+      const nextEvent = pending[0]?.[0] ?? Number.POSITIVE_INFINITY;
+      const nextTick = everyMs ? now + 1 : Math.max(now + 1, Math.ceil(wake ?? Number.POSITIVE_INFINITY));
+      now = Math.min(nextEvent, nextTick, 5000);
+      if (now === nextEvent) {
+        const [, ev] = pending.shift()!;
+        feed(now, 'now' in ev ? ev : { ...ev, now });
+      } else feed(now, { type: 'session.tick', now });
+      wake = nextWakeup(snap);
+    }
+    return log;
+  };
+  const dense = run(true);
+  t.true(dense.length > 10);
+  t.deepEqual(run(false), dense);
 });
 
 // Property: whatever the network does, the machine's view never outlives the cluster's. States
