@@ -310,12 +310,16 @@ export class Api {
         }
         case 'watch': {
           const r = v.request;
-          void this.sessionOk(r.session, r.secret).then((ok) => {
-            if (!ok) return this.answer(reply, { error: new SessionExpiredError(r.session) });
-            const started = this.opts.watches.add(r);
-            if ('error' in started) return this.answer(reply, { error: started.error });
-            this.answer(reply, { result: { id: r.id, node: this.opts.self, revision: started.revision } });
-          });
+          // A ReadIndex round first: the watch starts from state at least as new as anything
+          // acknowledged before it (a compaction included), even on a lagging follower.
+          void this.barrier()
+            .then(() => this.sessionOk(r.session, r.secret))
+            .then((ok) => {
+              if (!ok) return this.answer(reply, { error: new SessionExpiredError(r.session) });
+              const started = this.opts.watches.add(r);
+              if ('error' in started) return this.answer(reply, { error: started.error });
+              this.answer(reply, { result: { id: r.id, node: this.opts.self, revision: started.revision } });
+            });
           return;
         }
         case 'watchCancel': {
@@ -439,6 +443,8 @@ export class Api {
       }
       case 'sessionClose':
         return { op: 'sessionClose', id: v.request.id };
+      case 'compact':
+        return { op: 'compact', revision: v.request.revision };
       default:
         return null;
     }

@@ -242,6 +242,11 @@ export class Client implements AsyncDisposable {
     return this.call('memberRemove', { id });
   }
 
+  /** Drops history at and below `revision`: watches and past reads below it get COMPACTED. */
+  async compact(revision: number): Promise<ApiResults['compact']> {
+    return this.call('compact', { revision });
+  }
+
   async transferLeader(to?: string) {
     return this.call('transferLeader', to === undefined ? {} : { to });
   }

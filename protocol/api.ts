@@ -239,6 +239,11 @@ export interface WatchMessage {
   readonly error?: { readonly code: string; readonly message: string; readonly [k: string]: unknown };
 }
 
+/** Drops history at and below `revision` (watches and past reads below it get COMPACTED). */
+export interface CompactRequest {
+  readonly revision: number;
+}
+
 /** Every operation's request body. */
 export interface ApiRequests {
   get: GetRequest;
@@ -259,6 +264,7 @@ export interface ApiRequests {
   watch: WatchRequest;
   watchCancel: WatchCancelRequest;
   watchAck: WatchAckRequest;
+  compact: CompactRequest;
 }
 
 export type Op = keyof ApiRequests;
@@ -330,6 +336,7 @@ export interface ApiResults {
   watch: { readonly id: string; readonly node: string; readonly revision: number };
   watchCancel: { readonly cancelled: boolean };
   watchAck: Record<string, never>;
+  compact: { readonly compactRevision: number; readonly revision: number };
 }
 
 /**
@@ -358,6 +365,7 @@ export const opKinds: { readonly [K in Op]: OpKind } = {
   watch: 'local',
   watchCancel: 'local',
   watchAck: 'local',
+  compact: 'write',
 };
 
 export const ops: readonly Op[] = Object.keys(opKinds) as Op[];
@@ -722,6 +730,7 @@ const validators: Validators = {
     secret: secret(o, true),
   }),
   watchAck: (o) => ({ id: watchId(o.id), session: sessionId(o.session, 'session'), seq: count(o, 'seq') }),
+  compact: (o) => ({ revision: count(o, 'revision', 1) }),
 };
 
 function watchId(v: unknown): string {

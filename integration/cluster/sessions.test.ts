@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { natsCredentials } from '../../cluster/nats-server.ts';
+import { decodeReply, encodeEnvelope } from '../../protocol/codec.ts';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
 
@@ -91,5 +92,36 @@ test.serial(
     const other = await cluster.client({ session: false });
     t.is(await other.get('/eph/closing'), null);
     t.is(await other.get(seq.key), null);
+  },
+);
+
+test.serial(
+  'a keepalive with a forged secret is refused and keeps nothing alive; a real one is acknowledged',
+  async (t) => {
+    const c = await cluster.client();
+    const s = (c as unknown as { session: { id: string; secret: Uint8Array } }).session;
+    const nc = await harness.connect('client');
+    const ask = async (secret: Uint8Array) =>
+      decodeReply(
+        (
+          await nc.request(
+            'ensemble.sess.session.keepalive',
+            encodeEnvelope({ id: s.id, secret }, { cluster: 'sess' }),
+            { timeout: 3000 },
+          )
+        ).data,
+      );
+    const real = await ask(s.secret);
+    t.true(real.ok, 'the real secret is acknowledged');
+    const forged = await ask(new Uint8Array([9, 9, 9]));
+    t.false(forged.ok);
+    if (!forged.ok) t.is(forged.error.code, 'SESSION_EXPIRED');
+    const leader = await cluster.waitForLeader();
+    t.true(
+      (await cluster.metric(
+        leader,
+        'ensemble_dropped_inputs_total{source="client",reason="forgedKeepalive"',
+      )) >= 1,
+    );
   },
 );

@@ -160,3 +160,27 @@ test.serial('bad watch requests get typed errors', async (t) => {
   t.is(codes.filter((x) => x === 'ok').length <= 64, true);
   t.truthy(natsCredentials('client').pass);
 });
+
+test.serial(
+  'a watch from a compacted revision ends with COMPACTED carrying the compaction revision',
+  async (t) => {
+    const c = await cluster.client();
+    await c.put('/cmp/a', '1');
+    const r = await c.put('/cmp/a', '2');
+    const done = await c.compact(r.revision - 1);
+    t.is(done.compactRevision, r.revision - 1);
+    const w = c.watch({ prefix: '/cmp/' }, { fromRevision: 1 });
+    const err = await t.throwsAsync(async () => {
+      for await (const _ of w) {
+        // nothing should arrive
+      }
+    });
+    t.is((err as { code?: string }).code, 'COMPACTED');
+    t.is((err as { compactRevision?: number }).compactRevision, r.revision - 1);
+    // From the compaction point on, it works.
+    const ok = c.watch({ prefix: '/cmp/' }, { fromRevision: r.revision });
+    const first = await ok.next();
+    t.is((first.value as { revision: number }).revision, r.revision);
+    await ok.return?.();
+  },
+);
