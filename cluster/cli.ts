@@ -307,6 +307,28 @@ clientOptions(
     }
   });
 
+clientOptions(program.command('sessions').description('open sessions: id, TTL, ephemeral keys')).action((o) =>
+  withClient(o, false, async (c) => {
+    const s = await c.status();
+    if (!o.json) {
+      if (s.sessions.length === 0) console.log('no open sessions');
+      for (const x of s.sessions)
+        console.log(`${x.id}  ttl ${x.ttlMs} ms  ${x.ephemeralKeys} ephemeral keys`);
+    }
+    return s.sessions;
+  }).catch(fail),
+);
+
+clientOptions(
+  program.command('compact <revision>').description('drop history at and below a revision'),
+).action((rev: string, o) =>
+  withClient(o, false, async (c) => {
+    const r = await c.compact(Number(rev));
+    if (!o.json) console.log(`history compacted up to revision ${r.compactRevision}`);
+    return r;
+  }).catch(fail),
+);
+
 clientOptions(program.command('transfer [to]').description('hand leadership to another voter')).action(
   (to: string | undefined, o) =>
     withClient(o, false, async (c) => {
