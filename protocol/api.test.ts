@@ -1,7 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { checkPath } from '../storage/tree/path.ts';
-import { checkKey, defaultApiLimits, isOp, opKinds, ops, type Validated, validateRequest } from './api.ts';
+import { defaultApiLimits, isOp, opKinds, ops, type Validated, validateRequest } from './api.ts';
 import { decodeEnvelope, encodeEnvelope } from './codec.ts';
 import { EnsembleError } from './errors.ts';
 
@@ -213,36 +212,6 @@ test('a JSON request decodes and validates into the same request as its CBOR twi
   });
   t.deepEqual(a, b);
   t.is(code(a!), 'OK');
-});
-
-test('checkKey agrees with the key tree (storage/tree/path.ts) on every string', (t) => {
-  const outcome = (f: () => unknown): string => {
-    try {
-      f();
-      return 'OK';
-    } catch (err) {
-      return err instanceof EnsembleError ? err.code : 'THROW';
-    }
-  };
-  const segment = fc.oneof(
-    fc.constantFrom('', '.', '..', 'a', 'b-c', '\u0000', '\u007f', '\ud800', 'é', '\u{1f600}'),
-    fc.string({ maxLength: 4 }),
-  );
-  const path = fc.oneof(
-    fc.string({ maxLength: 12 }),
-    fc.array(segment, { maxLength: 5 }).map((s) => `/${s.join('/')}`),
-    fc.array(segment, { maxLength: 5 }).map((s) => `${s.join('/')}/`),
-  );
-  fc.assert(
-    fc.property(path, fc.boolean(), fc.integer({ min: 1, max: 24 }), (p, root, max) => {
-      t.is(
-        outcome(() => checkKey(p, max, root)),
-        outcome(() => checkPath(p, max, root)),
-        JSON.stringify(p),
-      );
-    }),
-    { numRuns: 2000 },
-  );
 });
 
 const fieldName = fc.constantFrom(

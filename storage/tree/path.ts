@@ -4,49 +4,13 @@
  * (`comparePaths`): a key is followed by its whole subtree, then by its next sibling, so a
  * subtree, a folder's children and every raw string prefix are contiguous ranges.
  */
-import { BadPathError, BadRequestError, TooLargeError } from '../../protocol/errors.ts';
-
-const FORBIDDEN = /\p{Cc}|\p{Surrogate}/u;
 const SLASH = 0x2f;
 
-/**
- * Validates a key path. Throws `BadRequestError` if it is not a string, `BadPathError` if it is
- * malformed (or `/`, unless `allowRoot`), `TooLargeError` beyond `maxBytes`.
- */
-export function checkPath(path: unknown, maxBytes: number, allowRoot = false): string {
-  if (typeof path !== 'string') throw new BadRequestError('a path must be a string');
-  const bytes = Buffer.byteLength(path);
-  if (bytes > maxBytes)
-    throw new TooLargeError(bytes, maxBytes, `path of ${bytes} bytes exceeds ${maxBytes}`);
-  if (path === '/') {
-    if (allowRoot) return path;
-    throw new BadPathError(path, 'the root is not a key');
-  }
-  if (path.charCodeAt(0) !== SLASH)
-    throw new BadPathError(path, `path must start with "/": ${JSON.stringify(path)}`);
-  if (FORBIDDEN.test(path))
-    throw new BadPathError(path, 'path holds a control character or a lone surrogate');
-  const segments = path.split('/');
-  for (let i = 1; i < segments.length; i++) {
-    const s = segments[i];
-    if (s === '' || s === '.' || s === '..') {
-      throw new BadPathError(path, `path has an empty, "." or ".." segment: ${JSON.stringify(path)}`);
-    }
-  }
-  return path;
-}
-
-/** Validates a raw prefix for ranges and watches: starts with `/`, no control characters. */
-export function checkPrefix(prefix: unknown, maxBytes: number): string {
-  if (typeof prefix !== 'string') throw new BadRequestError('a prefix must be a string');
-  const bytes = Buffer.byteLength(prefix);
-  if (bytes > maxBytes)
-    throw new TooLargeError(bytes, maxBytes, `prefix of ${bytes} bytes exceeds ${maxBytes}`);
-  if (prefix.charCodeAt(0) !== SLASH) throw new BadPathError(prefix, 'prefix must start with "/"');
-  if (FORBIDDEN.test(prefix))
-    throw new BadPathError(prefix, 'prefix holds a control character or a lone surrogate');
-  return prefix;
-}
+/** Path and prefix validation live in the protocol (one set of rules for requests and for
+ * apply): `checkPath(path, maxBytes, allowRoot)` throws `BadRequestError` for a non-string,
+ * `BadPathError` for a malformed path (or `/` unless `allowRoot`), `TooLargeError` beyond
+ * `maxBytes`; `checkPrefix` the same for raw prefixes. */
+export { checkKey as checkPath, checkPrefix } from '../../protocol/api.ts';
 
 /** Maps a UTF-16 code unit so that unit order gives code point order (UTF-8 byte order). */
 const fix = (u: number): number => (u < 0xd800 ? u : u >= 0xe000 ? u - 0x800 : u + 0x2000);
