@@ -12,8 +12,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { stopChildren } from '../cluster/children.ts';
 import { freePort } from '../cluster/nats-server.ts';
-import { startBenchCluster, stopAll } from './lib.ts';
+import { startBenchCluster } from './lib.ts';
 
 const args = process.argv.slice(2);
 const seconds = Number(args[args.indexOf('--seconds') + 1] || 0) || Number(process.env.BENCH_SECONDS ?? 4);
@@ -185,7 +186,7 @@ async function etcd(dir: string, binary: string): Promise<Target> {
     get: (key, serializable) => c.get(key).serializable(serializable).buffer(),
     close: async () => {
       c.close();
-      await stopAll(children);
+      await stopChildren(children);
     },
   };
 }

@@ -2,11 +2,12 @@
  * Shared by the benchmarks: a local Ensemble cluster of real node processes on a fresh
  * nats-server, stopped by the pids it started.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
+import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
 
 const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
@@ -18,23 +19,6 @@ export interface BenchCluster {
   /** CPU ms each node process used so far (user + system). */
   cpu(): number[];
   stop(): Promise<void>;
-}
-
-export function stopAll(children: ChildProcess[]): Promise<void> {
-  return Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resolve();
-          const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-          c.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          c.kill('SIGTERM');
-        }),
-    ),
-  ).then(() => undefined);
 }
 
 export async function startBenchCluster(dir: string, name = 'bench'): Promise<BenchCluster> {
@@ -87,7 +71,7 @@ export async function startBenchCluster(dir: string, name = 'bench'): Promise<Be
         return (Number(f[11]) + Number(f[12])) * 10;
       }),
     stop: async () => {
-      await stopAll(children);
+      await stopChildren(children);
       await nats.stop();
     },
   };

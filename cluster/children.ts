@@ -53,3 +53,21 @@ export function adopt(child: ChildProcess): void {
 
 /** Number of adopted children still running (for tests and diagnostics). */
 export const adoptedCount = (): number => adopted.size;
+
+/** Stops `children` with SIGTERM, then SIGKILL after `graceMs`; resolves once all exited. */
+export function stopChildren(children: readonly ChildProcess[], graceMs = 5000): Promise<void> {
+  return Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const timer = setTimeout(() => c.kill('SIGKILL'), graceMs);
+          c.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  ).then(() => undefined);
+}

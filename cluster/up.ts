@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.ts';
+import { stopChildren } from './children.ts';
 import {
   DEV_PASSWORDS,
   ensureNatsServer,
@@ -112,20 +113,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     if (stopping) return;
     stopping = true;
     say('\nstopping nodes and NATS…');
-    await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (c.exitCode !== null || c.signalCode !== null) return resolve();
-            const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-            c.once('exit', () => {
-              clearTimeout(t);
-              resolve();
-            });
-            c.kill('SIGTERM');
-          }),
-      ),
-    );
+    await stopChildren(children);
     await stopNats();
     say('stopped.');
     process.exit(code);
