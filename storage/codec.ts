@@ -51,8 +51,15 @@ export const isIndex = (n: unknown): n is number =>
 
 export const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
 
-/** Checks that a decoded record is an array `[version, ...fields]` of a version we can read. */
-export function expectRecord(value: unknown, length: number, what: string): unknown[] {
+/** Encodes a stored record: the CBOR array `[FORMAT_VERSION, ...fields]`. Throws like `encode`. */
+export const encodeRecord = (...fields: unknown[]): Buffer => encode([FORMAT_VERSION, ...fields]);
+
+/**
+ * Decodes a stored record: one CBOR array `[version, ...fields]` of `length` items (the version
+ * included), of a version we can read. Throws `CorruptedError` otherwise.
+ */
+export function decodeRecord(bytes: Uint8Array, length: number, what: string): unknown[] {
+  const value = decode(bytes, what);
   if (!Array.isArray(value) || value.length !== length) {
     throw new CorruptedError(`${what}: malformed record`);
   }

@@ -10,16 +10,7 @@
  */
 import type { Configuration, Entry, HardState, SnapshotMeta } from '../../machines/raft/types.ts';
 import { CorruptedError } from '../../protocol/errors.ts';
-import {
-  check,
-  decode,
-  encode,
-  expectRecord,
-  FORMAT_VERSION,
-  indexKey,
-  isIndex,
-  stringKey,
-} from '../codec.ts';
+import { check, decodeRecord, encodeRecord, indexKey, isIndex, stringKey } from '../codec.ts';
 import type { NodeIdentity } from './types.ts';
 
 export const ENTRY_TAG = 0x65; // 'e'
@@ -36,17 +27,11 @@ const TYPE_CODES = { normal: 0, noop: 1, config: 2 } as const;
 export function encodeEntry(e: Entry): Buffer {
   switch (e.type) {
     case 'normal':
-      return encode([FORMAT_VERSION, e.index, e.term, TYPE_CODES.normal, e.data]);
+      return encodeRecord(e.index, e.term, TYPE_CODES.normal, e.data);
     case 'noop':
-      return encode([FORMAT_VERSION, e.index, e.term, TYPE_CODES.noop, null]);
+      return encodeRecord(e.index, e.term, TYPE_CODES.noop, null);
     case 'config':
-      return encode([
-        FORMAT_VERSION,
-        e.index,
-        e.term,
-        TYPE_CODES.config,
-        [[...e.config.voters], [...e.config.learners]],
-      ]);
+      return encodeRecord(e.index, e.term, TYPE_CODES.config, [[...e.config.voters], [...e.config.learners]]);
   }
 }
 
@@ -60,7 +45,7 @@ function readConfig(v: unknown, what: string): Configuration {
 /** Decodes the entry stored under `index`; throws `CorruptedError`. */
 export function decodeEntry(bytes: Uint8Array, index: number): Entry {
   const what = `log entry ${index}`;
-  const [, i, term, type, payload] = expectRecord(decode(bytes, what), 5, what);
+  const [, i, term, type, payload] = decodeRecord(bytes, 5, what);
   check(isIndex(i) && isIndex(term), what);
   if (i !== index) throw new CorruptedError(`${what}: record holds index ${String(i)}`);
   switch (type) {
@@ -75,32 +60,31 @@ export function decodeEntry(bytes: Uint8Array, index: number): Entry {
   }
 }
 
-export const encodeHardState = (hs: HardState): Buffer =>
-  encode([FORMAT_VERSION, hs.term, hs.vote, hs.commit]);
+export const encodeHardState = (hs: HardState): Buffer => encodeRecord(hs.term, hs.vote, hs.commit);
 
 export function decodeHardState(bytes: Uint8Array): HardState {
   const what = 'hard state';
-  const [, term, vote, commit] = expectRecord(decode(bytes, what), 4, what);
+  const [, term, vote, commit] = decodeRecord(bytes, 4, what);
   check(isIndex(term) && isIndex(commit) && (vote === null || typeof vote === 'string'), what);
   return { term, vote, commit };
 }
 
 export const encodeSnapshotMeta = (m: SnapshotMeta): Buffer =>
-  encode([FORMAT_VERSION, m.index, m.term, [...m.config.voters], [...m.config.learners]]);
+  encodeRecord(m.index, m.term, [...m.config.voters], [...m.config.learners]);
 
 export function decodeSnapshotMeta(bytes: Uint8Array): SnapshotMeta {
   const what = 'snapshot meta';
-  const [, index, term, voters, learners] = expectRecord(decode(bytes, what), 5, what);
+  const [, index, term, voters, learners] = decodeRecord(bytes, 5, what);
   check(isIndex(index) && isIndex(term) && isStrings(voters) && isStrings(learners), what);
   return { index, term, config: { voters, learners } };
 }
 
 export const encodeIdentity = (id: NodeIdentity): Buffer =>
-  encode([FORMAT_VERSION, id.clusterId, id.nodeId, id.incarnation]);
+  encodeRecord(id.clusterId, id.nodeId, id.incarnation);
 
 export function decodeIdentity(bytes: Uint8Array): NodeIdentity {
   const what = 'node identity';
-  const [, clusterId, nodeId, incarnation] = expectRecord(decode(bytes, what), 4, what);
+  const [, clusterId, nodeId, incarnation] = decodeRecord(bytes, 4, what);
   check(typeof clusterId === 'string' && typeof nodeId === 'string' && typeof incarnation === 'string', what);
   return { clusterId, nodeId, incarnation };
 }

@@ -20,10 +20,8 @@ import { join } from 'node:path';
 import { CorruptedError, StorageFatalError, storageFatal } from '../../protocol/errors.ts';
 import {
   check,
-  decode,
-  encode,
-  expectRecord,
-  FORMAT_VERSION,
+  decodeRecord,
+  encodeRecord,
   indexKey,
   isIndex,
   readIndexKey,
@@ -74,12 +72,11 @@ function resultKey(session: string, seq: number): Buffer {
   return Buffer.concat([Buffer.from([RESULT]), id, Buffer.from([0]), indexKey(0, seq).subarray(1)]);
 }
 
-const rec = (fields: unknown): Buffer => encode([FORMAT_VERSION, fields]);
 const encodeMeta = (m: TreeMeta): Buffer =>
-  encode([FORMAT_VERSION, m.appliedIndex, m.revision, m.compactRevision, raftMetaFields(m.raftMeta)]);
+  encodeRecord(m.appliedIndex, m.revision, m.compactRevision, raftMetaFields(m.raftMeta));
 
 function fieldsOf(bytes: Uint8Array, what: string): unknown {
-  return expectRecord(decode(bytes, what), 2, what)[1];
+  return decodeRecord(bytes, 2, what)[1];
 }
 
 const range = (tag: number) => ({ gte: Buffer.from([tag]), lt: Buffer.from([tag + 1]) });
@@ -125,7 +122,7 @@ export class RocksTree extends BaseTree {
       });
       if (bytes === null) fresh = true;
       else {
-        const [, g] = expectRecord(decode(bytes, 'tree pointer'), 2, 'tree pointer');
+        const [, g] = decodeRecord(bytes, 2, 'tree pointer');
         check(isIndex(g) && g >= 1, 'tree pointer');
         gen = g;
       }
@@ -140,7 +137,7 @@ export class RocksTree extends BaseTree {
     }
     const db = await RocksDb.open(join(dir, `gen-${gen}`));
     try {
-      if (fresh) await writeFileAtomic(pointer, encode([FORMAT_VERSION, gen]));
+      if (fresh) await writeFileAtomic(pointer, encodeRecord(gen));
       const data = await load(db);
       const tree = new RocksTree(dir, db, gen, data, options);
       if (data.compactRevision > 0) tree.collect(data.compactRevision);
@@ -162,23 +159,23 @@ export class RocksTree extends BaseTree {
       };
       for (const [key, kv] of change.keys) {
         if (kv === null) b.del(keyKey(key));
-        else b.put(keyKey(key), rec(kvFields(kv)));
+        else b.put(keyKey(key), encodeRecord(kvFields(kv)));
         await slice();
       }
       for (let i = 0; i < change.events.length; i++) {
         const e = change.events[i]!;
-        b.put(eventKey(e.revision, i), rec(eventFields(e)));
+        b.put(eventKey(e.revision, i), encodeRecord(eventFields(e)));
         await slice();
       }
       for (const [id, s] of change.sessions) {
         if (s === null) b.del(sessionKey(id));
-        else b.put(sessionKey(id), rec(sessionFields(s)));
+        else b.put(sessionKey(id), encodeRecord(sessionFields(s)));
       }
       for (const [id, seq, o] of change.results) {
         if (o === null) b.del(resultKey(id, seq));
-        else b.put(resultKey(id, seq), rec(outcomeFields(seq, o)));
+        else b.put(resultKey(id, seq), encodeRecord(outcomeFields(seq, o)));
       }
-      for (const [parent, next] of change.counters) b.put(counterKey(parent), rec(next));
+      for (const [parent, next] of change.counters) b.put(counterKey(parent), encodeRecord(next));
       if (change.compactTo !== null) this.pendingCompact = change.compactTo;
       this.lastMeta = change.meta;
     } catch (err) {
@@ -252,7 +249,7 @@ export class RocksTree extends BaseTree {
     const db = await RocksDb.open(genDir);
     try {
       await writeAll(db, data);
-      await writeFileAtomic(join(this.dir, 'CURRENT'), encode([FORMAT_VERSION, gen]));
+      await writeFileAtomic(join(this.dir, 'CURRENT'), encodeRecord(gen));
     } catch (err) {
       await db.close().catch(() => {});
       await removeDir(genDir).catch(() => {});
@@ -294,19 +291,19 @@ async function writeAll(db: RocksDb, d: TreeData): Promise<void> {
       b = db.chained();
     }
   };
-  for (const [key, kv] of d.keys.entries()) await put(keyKey(key), rec(kvFields(kv)));
+  for (const [key, kv] of d.keys.entries()) await put(keyKey(key), encodeRecord(kvFields(kv)));
   let prev = -1;
   let i = 0;
   for (const e of d.history) {
     i = e.revision === prev ? i + 1 : 0;
     prev = e.revision;
-    await put(eventKey(e.revision, i), rec(eventFields(e)));
+    await put(eventKey(e.revision, i), encodeRecord(eventFields(e)));
   }
   for (const s of d.sessions.values()) {
-    await put(sessionKey(s.id), rec(sessionFields(s)));
-    for (const [seq, o] of s.results) await put(resultKey(s.id, seq), rec(outcomeFields(seq, o)));
+    await put(sessionKey(s.id), encodeRecord(sessionFields(s)));
+    for (const [seq, o] of s.results) await put(resultKey(s.id, seq), encodeRecord(outcomeFields(seq, o)));
   }
-  for (const [parent, next] of d.counters) await put(counterKey(parent), rec(next));
+  for (const [parent, next] of d.counters) await put(counterKey(parent), encodeRecord(next));
   b.put(META_KEY, encodeMeta(metaOf(d)));
   await db.write(b, true);
 }
@@ -316,7 +313,7 @@ async function load(db: RocksDb): Promise<TreeData> {
   const metaBytes = await db.get(META_KEY);
   if (metaBytes !== undefined) {
     const what = 'tree meta';
-    const [, appliedIndex, revision, compactRevision, raft] = expectRecord(decode(metaBytes, what), 5, what);
+    const [, appliedIndex, revision, compactRevision, raft] = decodeRecord(metaBytes, 5, what);
     check(isIndex(appliedIndex) && isIndex(revision) && isIndex(compactRevision), what);
     ensure(compactRevision <= revision, what, 'compaction above the revision');
     d.appliedIndex = appliedIndex;
