@@ -6,10 +6,13 @@
  *   event     [revision, 0 put | 1 delete, key, kv | null, prev | null]
  *   session   [id, secret, ttlMs, lowSeq]
  *   outcome   [seq, true, revision, result] | [seq, false, revision, { code, message, ... }]
+ *   meta      [appliedIndex, revision, compactRevision, raftMeta | null]
+ *   raftMeta  [index, term, voters, learners]
  */
 import type { SnapshotMeta } from '../../machines/raft/types.ts';
 import { CorruptedError } from '../../protocol/errors.ts';
 import { check, isBytes, isIndex } from '../codec.ts';
+import type { TreeMeta } from './data.ts';
 import type { CommandResult, KeyValue, StoredOutcome, TreeEvent } from './types.ts';
 
 export type KvFields = [Uint8Array, number, number, number, string | null];
@@ -118,6 +121,21 @@ export function readRaftMeta(f: unknown, what: string): SnapshotMeta | null {
   const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
   check(isIndex(index) && isIndex(term) && strings(voters) && strings(learners), what);
   return { index, term, config: { voters, learners } };
+}
+
+export const metaFields = (m: TreeMeta): unknown[] => [
+  m.appliedIndex,
+  m.revision,
+  m.compactRevision,
+  raftMetaFields(m.raftMeta),
+];
+
+export function readMeta(f: unknown[], what: string): TreeMeta {
+  check(f.length === 4, what);
+  const [appliedIndex, revision, compactRevision, raft] = f;
+  check(isIndex(appliedIndex) && isIndex(revision) && isIndex(compactRevision), what);
+  ensure(compactRevision <= revision, what, 'compaction above the revision');
+  return { appliedIndex, revision, compactRevision, raftMeta: readRaftMeta(raft, what) };
 }
 
 /** Throws `CorruptedError` with `what` when `cond` fails (ordering and cross-record checks). */

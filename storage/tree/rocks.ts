@@ -36,12 +36,12 @@ import {
   ensure,
   eventFields,
   kvFields,
+  metaFields,
   outcomeFields,
-  raftMetaFields,
   readEvent,
   readKv,
+  readMeta,
   readOutcome,
-  readRaftMeta,
   readSession,
   sessionFields,
 } from './records.ts';
@@ -72,8 +72,7 @@ function resultKey(session: string, seq: number): Buffer {
   return Buffer.concat([Buffer.from([RESULT]), id, Buffer.from([0]), indexKey(0, seq).subarray(1)]);
 }
 
-const encodeMeta = (m: TreeMeta): Buffer =>
-  encodeRecord(m.appliedIndex, m.revision, m.compactRevision, raftMetaFields(m.raftMeta));
+const encodeMeta = (m: TreeMeta): Buffer => encodeRecord(...metaFields(m));
 
 function fieldsOf(bytes: Uint8Array, what: string): unknown {
   return decodeRecord(bytes, 2, what)[1];
@@ -313,13 +312,7 @@ async function load(db: RocksDb): Promise<TreeData> {
   const metaBytes = await db.get(META_KEY);
   if (metaBytes !== undefined) {
     const what = 'tree meta';
-    const [, appliedIndex, revision, compactRevision, raft] = decodeRecord(metaBytes, 5, what);
-    check(isIndex(appliedIndex) && isIndex(revision) && isIndex(compactRevision), what);
-    ensure(compactRevision <= revision, what, 'compaction above the revision');
-    d.appliedIndex = appliedIndex;
-    d.revision = revision;
-    d.compactRevision = compactRevision;
-    d.raftMeta = readRaftMeta(raft, what);
+    Object.assign(d, readMeta(decodeRecord(metaBytes, 5, what).slice(1), what));
   }
   await db.scan(range(KEY), (k, v) => {
     const key = readStringKey(k);

@@ -28,12 +28,12 @@ import {
   ensure,
   eventFields,
   kvFields,
+  metaFields,
   outcomeFields,
-  raftMetaFields,
   readEvent,
   readKv,
+  readMeta,
   readOutcome,
-  readRaftMeta,
   readSession,
   sessionFields,
 } from './records.ts';
@@ -104,16 +104,7 @@ export async function* dumpChunks(
     out.push(body);
     frames++;
   };
-  const m = f.meta;
-  frame([
-    HEADER,
-    MAGIC,
-    DUMP_VERSION,
-    m.appliedIndex,
-    m.revision,
-    m.compactRevision,
-    raftMetaFields(m.raftMeta),
-  ]);
+  frame([HEADER, MAGIC, DUMP_VERSION, ...metaFields(f.meta)]);
   let n = 0;
   async function* slice() {
     if (++n % SLICE === 0) {
@@ -228,16 +219,11 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
     switch (tag) {
       case HEADER: {
         check(item.length === 7, WHAT);
-        const [, magic, version, appliedIndex, revision, compactRevision, raft] = item;
+        const [, magic, version, ...meta] = item;
         ensure(magic === MAGIC, WHAT, 'not an ensemble tree dump');
         ensure(version === DUMP_VERSION, WHAT, `unknown dump version ${String(version)}`);
-        check(isIndex(appliedIndex) && isIndex(revision) && isIndex(compactRevision), WHAT);
-        ensure(compactRevision <= revision, WHAT, 'compaction above the revision');
-        d.appliedIndex = appliedIndex;
-        d.revision = revision;
-        d.compactRevision = compactRevision;
-        d.raftMeta = readRaftMeta(raft, WHAT);
-        lastRevision = compactRevision;
+        Object.assign(d, readMeta(meta, WHAT));
+        lastRevision = d.compactRevision;
         return;
       }
       case KEY: {
