@@ -4,21 +4,19 @@
  * `RocksTree` both implement.
  */
 import type { SnapshotMeta } from '../../machines/raft/types.ts';
+import {
+  type ApiLimits,
+  type Compare,
+  type CompareTarget,
+  defaultApiLimits,
+  type KeyMeta,
+  type KeyValue,
+  type OpResult,
+} from '../../protocol/api.ts';
 import type { EnsembleError, WireError } from '../../protocol/errors.ts';
 
-/** A key and its metadata. `version` counts puts since creation; revisions are global. */
-export interface KeyValue {
-  readonly key: string;
-  readonly value: Uint8Array;
-  readonly version: number;
-  readonly createRevision: number;
-  readonly modRevision: number;
-  /** The session owning this ephemeral key, or `null` for a persistent key. */
-  readonly session: string | null;
-}
-
-/** A key's metadata without its value (what writes answer). */
-export type KeyMeta = Omit<KeyValue, 'value'>;
+/** Shapes the tree shares with the API (protocol/api.ts): keys and their metadata, compares, txn op results. */
+export type { Compare, CompareTarget, KeyMeta, KeyValue, OpResult };
 
 /** One change, kept until compacted; `kv`/`prev` are the key after and before it. */
 export interface TreeEvent {
@@ -67,20 +65,6 @@ export interface GetOp {
 
 export type TxnOp = PutOp | DeleteOp | GetOp;
 
-export type CompareTarget = 'version' | 'modRevision' | 'createRevision' | 'value' | 'exists';
-
-/**
- * `key`'s `target` compared with `value` by `result`. An absent key has version, modRevision and
- * createRevision 0; any `value` comparison with an absent key is false. `exists` takes a boolean
- * and `eq`/`ne` only.
- */
-export interface Compare {
-  readonly key: string;
-  readonly target: CompareTarget;
-  readonly result: 'eq' | 'ne' | 'lt' | 'gt';
-  readonly value: number | Uint8Array | boolean;
-}
-
 export type Command =
   | (PutOp & { readonly client?: ClientTag })
   | (DeleteOp & { readonly client?: ClientTag })
@@ -111,11 +95,6 @@ export type Command =
   | { readonly op: 'compact'; readonly revision: number };
 
 export type CommandOp = Command['op'];
-
-export type OpResult =
-  | { readonly op: 'put'; readonly kv: KeyMeta }
-  | { readonly op: 'delete'; readonly deleted: number }
-  | { readonly op: 'get'; readonly kv: KeyValue | null };
 
 export type CommandResult =
   | { readonly op: 'put'; readonly kv: KeyMeta }
@@ -160,26 +139,14 @@ export interface SessionInfo {
 }
 
 /**
- * Limits checked inside apply. They must be equal on every node (they decide results), so they
- * belong to the cluster's configuration; proposers check them first to answer early.
+ * Limits checked inside apply: the API's limits (proposers check them first, in
+ * `validateRequest`, to answer early). They must be equal on every node (they decide results), so
+ * they belong to the cluster's configuration. In apply, `maxRequestBytes` also caps the bytes of
+ * an encoded command.
  */
-export interface TreeLimits {
-  /** UTF-8 bytes of a key path or prefix. */
-  readonly maxKeyBytes: number;
-  /** Bytes of one value. */
-  readonly maxValueBytes: number;
-  /** Bytes of an encoded command, and of all values of one txn together. */
-  readonly maxRequestBytes: number;
-  /** Compares plus ops of one txn. */
-  readonly maxTxnOps: number;
-}
+export type TreeLimits = ApiLimits;
 
-export const defaultTreeLimits: TreeLimits = {
-  maxKeyBytes: 4096,
-  maxValueBytes: 1.5 * 1024 * 1024,
-  maxRequestBytes: 1.5 * 1024 * 1024 + 64 * 1024,
-  maxTxnOps: 128,
-};
+export const defaultTreeLimits: TreeLimits = defaultApiLimits;
 
 export interface ReadOptions {
   /** Read at this past revision, `>= compactRevision` (default: the current revision). */
