@@ -14,33 +14,4 @@ export { MemoryTree, type MemoryTreeOptions } from './tree/memory.ts';
 export { checkPath, checkPrefix, comparePaths } from './tree/path.ts';
 export { RocksTree, type RocksTreeOptions } from './tree/rocks.ts';
 export { DEFAULT_CHUNK_BYTES, DUMP_VERSION } from './tree/snapshot.ts';
-export {
-  type ApplyOutcome,
-  type ChildList,
-  type ClientTag,
-  type Command,
-  type CommandOp,
-  type CommandResult,
-  type Compare,
-  type CompareTarget,
-  type DeleteOp,
-  defaultTreeLimits,
-  type EventBatch,
-  type EventFilter,
-  type GetOp,
-  type KeyMeta,
-  type KeyTree,
-  type KeyValue,
-  type OpResult,
-  type PutOp,
-  type RangeResult,
-  type ReadOptions,
-  type RestoreInfo,
-  type SessionInfo,
-  type SnapshotOptions,
-  type StoredOutcome,
-  type TreeEvent,
-  type TreeLimits,
-  type TreeSnapshot,
-  type TxnOp,
-} from './tree/types.ts';
+export * from './tree/types.ts';
