@@ -5,12 +5,10 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
-
-const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
+import { nodeArgs } from '../cluster/node-command.ts';
 
 export interface BenchCluster {
   readonly url: string;
@@ -27,20 +25,7 @@ export async function startBenchCluster(dir: string, name = 'bench'): Promise<Be
   const children = ids.map((id) =>
     spawn(
       process.execPath,
-      [
-        BIN,
-        'node',
-        '--id',
-        id,
-        '--data',
-        path.join(dir, id),
-        '--nats',
-        nats.url,
-        '--initial-cluster',
-        ids.join(','),
-        '--cluster',
-        name,
-      ],
+      nodeArgs({ id, data: path.join(dir, id), nats: [nats.url], cluster: name, initialCluster: ids }),
       { stdio: 'ignore' },
     ),
   );

@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.ts';
 import { stopChildren } from './children.ts';
 import {
@@ -18,6 +17,7 @@ import {
   startNatsCluster,
   startNatsServer,
 } from './nats-server.ts';
+import { nodeArgs } from './node-command.ts';
 
 export interface UpArgs {
   nodes?: string | number;
@@ -27,9 +27,6 @@ export interface UpArgs {
   natsCluster?: boolean;
   json?: boolean;
 }
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = path.join(ROOT, 'bin', 'ensemble.mjs');
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
@@ -82,22 +79,14 @@ export async function runUp(a: UpArgs): Promise<void> {
     httpPorts.push(httpPort);
     const child = spawn(
       process.execPath,
-      [
-        BIN,
-        'node',
-        '--id',
+      nodeArgs({
         id,
-        '--data',
-        dir,
-        '--nats',
-        urls.join(','),
-        '--initial-cluster',
-        ids.join(','),
-        '--cluster',
+        data: dir,
+        nats: urls,
         cluster,
-        '--http-port',
-        String(httpPort),
-      ],
+        initialCluster: ids,
+        flags: ['--http-port', String(httpPort)],
+      }),
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     // Node log lines carry their node id already.

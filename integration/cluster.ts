@@ -3,12 +3,10 @@
  * harness's NATS server(s), data in temp directories, stopped by their own pids at teardown.
  */
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Client, connect } from '../client/index.ts';
 import { natsCredentials } from '../cluster/nats-server.ts';
+import { nodeArgs } from '../cluster/node-command.ts';
 import type { Harness, ManagedProcess } from './harness.ts';
-
-const BIN = fileURLToPath(new URL('../bin/ensemble.mjs', import.meta.url));
 
 export interface ClusterOptions {
   readonly nodes?: number;
@@ -47,21 +45,15 @@ export class TestCluster {
       dir = await this.h.tempDir(id);
       this.dirs.set(id, dir);
     }
-    const args = [
-      BIN,
-      'node',
-      '--id',
+    const args = nodeArgs({
       id,
-      '--data',
-      dir,
-      '--nats',
-      this.h.natsUrls.join(','),
-      '--cluster',
-      this.name,
-    ];
-    if (initial === null) args.push('--join');
-    else args.push('--initial-cluster', initial.join(','));
-    const p = this.h.spawn(process.execPath, [...args, ...this.flags], {
+      data: dir,
+      nats: this.h.natsUrls,
+      cluster: this.name,
+      initialCluster: initial,
+      flags: this.flags,
+    });
+    const p = this.h.spawn(process.execPath, args, {
       env: { ...process.env, ENSEMBLE_PEER_PASSWORD: natsCredentials('peer').pass },
     });
     this.procs.set(id, p);
