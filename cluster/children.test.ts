@@ -1,21 +1,13 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { processAlive } from '../integration/harness.ts';
 
 const fixture = fileURLToPath(new URL('./children.fixture.ts', import.meta.url));
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 async function gone(pid: number, timeoutMs = 5000): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
-  while (alive(pid)) {
+  while (processAlive(pid)) {
     if (performance.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -45,7 +37,7 @@ function runFixture(args: readonly string[]) {
 test('children die with their parent when it is killed by SIGTERM', async (t) => {
   const run = runFixture([]);
   const pids = await run.pids;
-  t.true(pids.every(alive));
+  t.true(pids.every(processAlive));
   run.child.kill('SIGTERM');
   t.like(await run.exited, { signal: 'SIGTERM' }, 'the parent still dies of the signal');
   for (const pid of pids) t.true(await gone(pid), `child ${pid} reaped`);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import test from 'ava';
+import { processAlive } from '../integration/harness.ts';
 import {
   DEV_PASSWORDS,
   ensureNatsServer,
@@ -14,15 +15,6 @@ import {
   natsServerEnv,
   startNatsServer,
 } from './nats-server.ts';
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 test('ensureNatsServer finds (or installs) nats-server; findNatsServer honours the override', async (t) => {
   const binary = await ensureNatsServer();
@@ -90,21 +82,21 @@ test('stop ends only the process it started; kill and restart keep the port', as
   const [a, b] = await Promise.all([startNatsServer(), startNatsServer()]);
   t.not(a.port, b.port);
   const [pa, pb] = [a.pid!, b.pid!];
-  t.true(alive(pa) && alive(pb));
+  t.true(processAlive(pa) && processAlive(pb));
   await a.stop();
-  t.false(alive(pa), 'stopped server is gone');
-  t.true(alive(pb), 'the other server is untouched');
+  t.false(processAlive(pa), 'stopped server is gone');
+  t.true(processAlive(pb), 'the other server is untouched');
   t.is(a.pid, null);
   await a.stop(); // idempotent
 
   await b.kill();
-  t.false(alive(pb));
+  t.false(processAlive(pb));
   await b.restart();
   t.not(b.pid, pb);
   const nc = await connect({ servers: b.url, user: 'peer', pass: natsCredentials('peer').pass });
   await nc.close();
   await b.stop();
-  t.false(alive(b.pid ?? pb));
+  t.false(processAlive(b.pid ?? pb));
 });
 
 test('a config that nats-server refuses fails the start with its log', async (t) => {

@@ -1,15 +1,7 @@
 import { access } from 'node:fs/promises';
 import test from 'ava';
-import { startHarness } from './harness.ts';
+import { processAlive, startHarness } from './harness.ts';
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const exists = (p: string) =>
   access(p).then(
     () => true,
@@ -29,14 +21,14 @@ test('teardown stops what the harness started, by pid, and removes its temp dire
   const { spawn } = await import('node:child_process');
   const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
   try {
-    t.true(alive(stubborn.pid) && alive(polite.pid) && alive(natsPid));
+    t.true(processAlive(stubborn.pid) && processAlive(polite.pid) && processAlive(natsPid));
     await h.teardown();
-    t.false(alive(stubborn.pid), 'SIGKILL after the grace period');
-    t.false(alive(polite.pid));
-    t.false(alive(natsPid));
+    t.false(processAlive(stubborn.pid), 'SIGKILL after the grace period');
+    t.false(processAlive(polite.pid));
+    t.false(processAlive(natsPid));
     t.true(nc.isClosed());
     t.false(await exists(dir));
-    t.true(alive(bystander.pid!), 'a bystander of the same name is untouched');
+    t.true(processAlive(bystander.pid!), 'a bystander of the same name is untouched');
     t.like(await polite.exited, { signal: 'SIGTERM' });
     t.like(await stubborn.exited, { signal: 'SIGKILL' });
     await h.teardown(); // idempotent

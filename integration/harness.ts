@@ -215,6 +215,16 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   return harness;
 }
 
+/** Whether a process with this pid exists that we may signal (signal 0 probes without sending anything). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Registers `test.before` (start) and `test.after.always` (teardown) hooks on an ava test
  * function and returns a getter for the harness, valid inside tests.
