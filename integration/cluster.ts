@@ -124,4 +124,33 @@ export class TestCluster {
   }
 }
 
+/**
+ * A stream of writes through `c`: `writers` concurrent loops put `key(i)` = `String(i)` for
+ * i = 0, 1, 2, …; `acked` lists each i once its put was answered. `stop` ends the loops and
+ * resolves once the puts in flight are answered; it rejects if a put failed.
+ */
+export function writeStream(
+  c: Client,
+  key: (i: number) => string,
+  writers = 8,
+): { readonly acked: readonly number[]; stop(): Promise<void> } {
+  const acked: number[] = [];
+  let next = 0;
+  let stopped = false;
+  const loops = Array.from({ length: writers }, async () => {
+    while (!stopped) {
+      const i = next++;
+      await c.put(key(i), String(i));
+      acked.push(i);
+    }
+  });
+  return {
+    acked,
+    async stop() {
+      stopped = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
 export const dataDirOf = (c: TestCluster, id: string): string => path.resolve(c.dirs.get(id) ?? '');

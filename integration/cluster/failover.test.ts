@@ -3,7 +3,7 @@
  * follower that comes back after the log was compacted and catches up through InstallSnapshot.
  */
 import test from 'ava';
-import { TestCluster } from '../cluster.ts';
+import { TestCluster, writeStream } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
 
 let harness: Harness;
@@ -21,16 +21,8 @@ test.serial(
     const cluster = await TestCluster.start(harness, { cluster: 'kill' });
     try {
       const c = await cluster.client({ timeoutMs: 30_000 });
-      const acked: number[] = [];
-      let next = 0;
-      let stop = false;
-      const writers = Array.from({ length: 8 }, async () => {
-        while (!stop) {
-          const i = next++;
-          await c.put(`/w/${String(i).padStart(6, '0')}`, String(i));
-          acked.push(i);
-        }
-      });
+      const writes = writeStream(c, (i) => `/w/${String(i).padStart(6, '0')}`);
+      const { acked } = writes;
       while (acked.length < 300) await new Promise((r) => setTimeout(r, 20));
       const old = await cluster.waitForLeader();
       const atKill = acked.length;
@@ -40,8 +32,7 @@ test.serial(
       const leader = await cluster.waitForLeader(30_000, survivors);
       t.not(leader, old);
       while (acked.length < atKill + 300) await new Promise((r) => setTimeout(r, 20));
-      stop = true;
-      await Promise.all(writers);
+      await writes.stop();
       // Every acknowledged write is there, exactly once (a second apply would make version 2).
       const all = await c.range('/w/');
       const byKey = new Map(all.kvs.map((kv) => [kv.key, kv]));

@@ -4,7 +4,7 @@
  * NATS cluster one server dies while the cluster keeps serving.
  */
 import test from 'ava';
-import { TestCluster } from '../cluster.ts';
+import { TestCluster, writeStream } from '../cluster.ts';
 import { startHarness } from '../harness.ts';
 
 test.serial(
@@ -15,16 +15,8 @@ test.serial(
     try {
       const c = await cluster.client({ sessionTtlMs: 4000, timeoutMs: 30_000 });
       await c.put('/live/eph', 'mine', { ephemeral: true });
-      const acked: number[] = [];
-      let next = 0;
-      let stop = false;
-      const writers = Array.from({ length: 8 }, async () => {
-        while (!stop) {
-          const i = next++;
-          await c.put(`/o/${i}`, String(i));
-          acked.push(i);
-        }
-      });
+      const writes = writeStream(c, (i) => `/o/${i}`);
+      const { acked } = writes;
       while (acked.length < 200) await new Promise((r) => setTimeout(r, 20));
       const server = h.natsServers[0]!;
       await server.kill('SIGKILL');
@@ -34,8 +26,7 @@ test.serial(
       const deadline = performance.now() + 30_000;
       while (acked.length < resumed + 200 && performance.now() < deadline)
         await new Promise((r) => setTimeout(r, 50));
-      stop = true;
-      await Promise.all(writers);
+      await writes.stop();
       t.true(acked.length >= resumed + 200, 'writes resumed after the restart');
       const all = await c.range('/o/');
       const keys = new Set(all.kvs.map((kv) => kv.key));
