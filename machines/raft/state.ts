@@ -401,13 +401,12 @@ export function becomeFollower(d: Draft, term: number, leader: NodeId | null): v
   if (changed) announce(d);
 }
 
-/** Pre-vote (thesis §9.6): ask whether we could win at term + 1 without disturbing anyone. */
-export function becomePreCandidate(d: Draft): void {
-  const term = d.term;
-  reset(d, term);
-  d.role = 'preCandidate';
-  d.votes = { [d.id]: true };
-  announce(d);
+/**
+ * Asks every other voter for its vote at `term`, showing our last log index and term (§5.4.1).
+ * A real request waits for our own vote to be persisted (afterPersist); a pre-vote changes no
+ * persistent state (thesis §9.6), so it leaves at once.
+ */
+function requestVotes(d: Draft, r: { term: number; preVote: boolean; transfer: boolean }): void {
   const li = lastIndex(d);
   const lt = lastTerm(d);
   for (const peer of currentConfig(d).voters) {
@@ -417,16 +416,26 @@ export function becomePreCandidate(d: Draft): void {
       peer,
       {
         type: 'raft.requestVote',
-        term: term + 1,
+        term: r.term,
         from: d.id,
         lastIndex: li,
         lastTerm: lt,
-        preVote: true,
-        transfer: false,
+        preVote: r.preVote,
+        transfer: r.transfer,
       },
-      false,
+      !r.preVote,
     );
   }
+}
+
+/** Pre-vote (thesis §9.6): ask whether we could win at term + 1 without disturbing anyone. */
+export function becomePreCandidate(d: Draft): void {
+  const term = d.term;
+  reset(d, term);
+  d.role = 'preCandidate';
+  d.votes = { [d.id]: true };
+  announce(d);
+  requestVotes(d, { term: term + 1, preVote: true, transfer: false });
 }
 
 /** §5.2: increment the term, vote for ourselves, ask the others. The vote is persisted before
@@ -437,20 +446,7 @@ export function becomeCandidate(d: Draft, transfer: boolean): void {
   d.vote = d.id;
   d.votes = { [d.id]: true };
   announce(d);
-  const li = lastIndex(d);
-  const lt = lastTerm(d);
-  for (const peer of currentConfig(d).voters) {
-    if (peer === d.id) continue;
-    send(d, peer, {
-      type: 'raft.requestVote',
-      term: d.term,
-      from: d.id,
-      lastIndex: li,
-      lastTerm: lt,
-      preVote: false,
-      transfer,
-    });
-  }
+  requestVotes(d, { term: d.term, preVote: false, transfer });
 }
 
 export function newProgress(d: RaftContext): Progress {
