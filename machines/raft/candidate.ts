@@ -5,7 +5,7 @@
  * transitions guarded by `electionOutcome`.
  */
 import type { Message } from './messages.ts';
-import { countVotes, type Draft, handleVoteRequest, type RaftContext, send } from './state.ts';
+import { countVotes, type Draft, handleVoteRequest, type RaftContext, refuseForwardedRead } from './state.ts';
 
 export function stepCandidate(d: Draft, m: Message): void {
   switch (m.type) {
@@ -25,7 +25,7 @@ export function stepCandidate(d: Draft, m: Message): void {
       handleVoteRequest(d, m);
       return;
     case 'raft.forwardRead':
-      send(d, m.from, { type: 'raft.forwardReadResult', term: d.term, from: d.id, ids: m.ids, index: -1 });
+      refuseForwardedRead(d, m.from, m.ids);
       return;
     default:
       d.stats.dropped++;

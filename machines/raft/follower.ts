@@ -12,6 +12,7 @@ import {
   handleVoteRequest,
   lastIndex,
   matchTerm,
+  refuseForwardedRead,
   send,
   termAt,
 } from './state.ts';
@@ -38,7 +39,7 @@ export function stepFollower(d: Draft, m: Message): void {
       else d.effects.push({ type: 'readFailed', ids: m.ids, reason: 'NOT_LEADER', leader: d.leader });
       return;
     case 'raft.forwardRead':
-      send(d, m.from, { type: 'raft.forwardReadResult', term: d.term, from: d.id, ids: m.ids, index: -1 });
+      refuseForwardedRead(d, m.from, m.ids);
       return;
     default:
       // Answers to requests of an earlier role, or a timeoutNow we cannot act on.

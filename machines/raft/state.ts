@@ -352,14 +352,15 @@ export function send(d: Draft, to: NodeId, message: Message, afterPersist = true
   d.effects.push({ type: 'send', to, message, afterPersist });
 }
 
+/** Answers reads `ids` forwarded by node `to` that this node cannot serve (index -1: refused). */
+export function refuseForwardedRead(d: Draft, to: NodeId, ids: readonly string[]): void {
+  send(d, to, { type: 'raft.forwardReadResult', term: d.term, from: d.id, ids, index: -1 });
+}
+
 export function failReads(d: Draft, reason: RejectReason): void {
   const local = d.reads.filter((r) => r.from === null).flatMap((r) => r.ids);
   if (local.length > 0) d.effects.push({ type: 'readFailed', ids: local, reason, leader: d.leader });
-  for (const r of d.reads) {
-    if (r.from !== null) {
-      send(d, r.from, { type: 'raft.forwardReadResult', term: d.term, from: d.id, ids: r.ids, index: -1 });
-    }
-  }
+  for (const r of d.reads) if (r.from !== null) refuseForwardedRead(d, r.from, r.ids);
   d.reads = [];
 }
 
