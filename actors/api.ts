@@ -318,7 +318,9 @@ export class Api {
               if (!ok) return this.answer(reply, { error: new SessionExpiredError(r.session) });
               const started = this.opts.watches.add(r);
               if ('error' in started) return this.answer(reply, { error: started.error });
-              this.answer(reply, { result: { id: r.id, node: this.opts.self, revision: started.revision } });
+              this.answer(reply, {
+                result: { id: r.id, node: this.opts.self, revision: started.revision, group: started.group },
+              });
             });
           return;
         }
@@ -331,7 +333,7 @@ export class Api {
           return;
         }
         case 'watchAck':
-          this.opts.watches.ack(v.request.session, v.request.id, v.request.seq);
+          this.opts.watches.ack(v.request.session, v.request.id, v.request.seq, v.request.shared === true);
           return this.answer(reply, { result: {} });
         case 'memberAdd':
           return this.change(reply, v.op, { type: 'addLearner', node: v.request.id });

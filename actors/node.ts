@@ -11,7 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { type AnyActorRef, assign, createActor, fromCallback, setup } from 'xstate';
+import { type AnyActorRef, assign, createActor, fromCallback, type InspectionEvent, setup } from 'xstate';
 import {
   type Effect,
   type RaftContext,
@@ -51,7 +51,13 @@ export interface NodeConfig {
   readonly raft?: Partial<RaftOptions>;
   readonly limits?: Partial<ApiLimits>;
   readonly requestTimeoutMs?: number;
-  readonly watch?: { progressMs?: number; window?: number; maxBehind?: number; maxPerSession?: number };
+  readonly watch?: {
+    progressMs?: number;
+    window?: number;
+    maxBehind?: number;
+    maxPerSession?: number;
+    sliceMs?: number;
+  };
   readonly log?: (line: string) => void;
 }
 
@@ -242,7 +248,14 @@ export class EnsembleNode {
       state,
       expire: (id) => api.expire(id),
     });
-    const watches = new WatchHub({ nc, cluster: config.cluster, tree, ...config.watch });
+    const watches = new WatchHub({
+      nc,
+      subjects,
+      self: config.id,
+      tree,
+      ...config.watch,
+      ...(inspect ? { inspect: inspect as (ev: InspectionEvent) => void } : {}),
+    });
     const applier = new Applier(
       {
         raft,

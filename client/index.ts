@@ -13,12 +13,7 @@
  * and never applies twice. NOT_LEADER, NO_QUORUM and TIMEOUT are retried with backoff until the
  * request's deadline; every other error is thrown as its own class (protocol/errors.ts).
  */
-import {
-  createInbox,
-  type NatsConnection,
-  connect as natsConnect,
-  type Subscription,
-} from '@nats-io/transport-node';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import type {
   ApiRequests,
   ApiResults,
@@ -29,15 +24,25 @@ import type {
   Op,
   TxnOp,
   WatchEvent,
-  WatchMessage,
 } from '../protocol/api.ts';
-import { decodeCbor, decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
-import { EnsembleError, fromWire, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
-import { inboxPrefix, type Subjects, subjects as subjectTable, watchInbox } from '../protocol/subjects.ts';
+import { decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
+import { EnsembleError, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
+import { inboxPrefix, type Subjects, subjects as subjectTable } from '../protocol/subjects.ts';
 import { type SessionListener, SessionRunner } from './session.ts';
+import { WatchGroups, type WatchItem, type WatchOptions, WatchStream, type WatchTarget } from './watch.ts';
 
 export * from '../protocol/errors.ts';
-export type { Compare, KeyMeta, KeyValue, NodeStatus, TxnOp, WatchEvent };
+export type {
+  Compare,
+  KeyMeta,
+  KeyValue,
+  NodeStatus,
+  TxnOp,
+  WatchEvent,
+  WatchItem,
+  WatchOptions,
+  WatchTarget,
+};
 
 export interface ConnectOptions {
   /** NATS server URLs (give all of them). */
@@ -93,6 +98,7 @@ export class Client implements AsyncDisposable {
   private seq = 0;
   private readonly unanswered = new Set<number>();
   private runner: SessionRunner | null = null;
+  private groups: WatchGroups | null = null;
   closed = false;
 
   constructor(
@@ -263,29 +269,33 @@ export class Client implements AsyncDisposable {
   watch(target: WatchTarget, options: WatchOptions = {}): AsyncIterableIterator<WatchItem> {
     const s = this.session;
     if (s === null) throw new TypeError('watch needs a session: connect with session enabled');
-    return new WatchStream(this, s, target, options);
+    this.groups ??= new WatchGroups(this.nc);
+    return new WatchStream(this, this.groups, s, target, options);
   }
 
-  /** @internal */
-  async requestAny<K extends Op>(op: K, body: ApiRequests[K], node?: string): Promise<ApiResults[K]> {
-    const deadline = performance.now() + (this.opts.timeoutMs ?? 10_000);
-    let delay = 20;
-    for (;;) {
-      const subject = node === undefined ? this.subjects.api(op) : this.subjects.nodeApi(node, op);
-      try {
-        return await this.request<K>(
-          subject,
-          body,
-          Math.max(100, Math.min(3000, deadline - performance.now())),
-        );
-      } catch (err) {
-        const again = !(err instanceof EnsembleError) || retryable(err);
-        if (!again || performance.now() + delay > deadline || this.closed) throw err;
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(500, delay * 2);
-      }
-    }
+  /** @internal A request to `node` (or any node), retried like every other until `timeoutMs`. */
+  requestAny<K extends Op>(
+    op: K,
+    body: ApiRequests[K],
+    node?: string,
+    timeoutMs?: number,
+  ): Promise<ApiResults[K]> {
+    return this.retrying(
+      op,
+      body,
+      () => (node === undefined ? this.subjects.api(op) : this.subjects.nodeApi(node, op)),
+      undefined,
+      timeoutMs,
+    );
   }
+
+  /**
+   * @internal The node this client's watches go to while it answers, so that watches of one
+   * target share one stream (and one subscription) instead of one per node.
+   */
+  watchNode: string | null = null;
+  /** @internal The any-node watch request that is choosing `watchNode`. */
+  watchNodeChosen: Promise<unknown> | null = null;
 
   /** @internal */
   publish(op: Op, node: string, body: unknown): void {
@@ -327,20 +337,40 @@ export class Client implements AsyncDisposable {
   }
 
   /** Sends to the leader when known, else to any node; retries what is worth retrying. */
-  private async call<K extends Op>(op: K, body: ApiRequests[K]): Promise<ApiResults[K]> {
-    const deadline = performance.now() + (this.opts.timeoutMs ?? 10_000);
+  private call<K extends Op>(op: K, body: ApiRequests[K]): Promise<ApiResults[K]> {
+    return this.retrying(
+      op,
+      body,
+      () => (this.leader === null ? this.subjects.api(op) : this.subjects.nodeApi(this.leader, op)),
+      (err) => {
+        if (err instanceof NotLeaderError) this.leader = err.leader;
+        else if (!(err instanceof EnsembleError)) this.leader = null; // no responders, transport trouble
+      },
+    );
+  }
+
+  /**
+   * Sends `body` to `subject()` until an answer, a final error or the deadline: NOT_LEADER,
+   * NO_QUORUM, TIMEOUT and transport failures are retried with backoff, after `noted` saw them.
+   */
+  private async retrying<K extends Op>(
+    op: K,
+    body: ApiRequests[K],
+    subject: () => string,
+    noted: (err: unknown) => void = () => {},
+    timeoutMs = this.opts.timeoutMs ?? 10_000,
+  ): Promise<ApiResults[K]> {
+    const deadline = performance.now() + timeoutMs;
     let delay = 20;
     for (;;) {
-      const subject = this.leader === null ? this.subjects.api(op) : this.subjects.nodeApi(this.leader, op);
       try {
         return await this.request<K>(
-          subject,
+          subject(),
           body,
           Math.max(100, Math.min(3000, deadline - performance.now())),
         );
       } catch (err) {
-        if (err instanceof NotLeaderError) this.leader = err.leader;
-        else if (!(err instanceof EnsembleError)) this.leader = null; // no responders, transport trouble
+        noted(err);
         if (
           !(retryable(err) || !(err instanceof EnsembleError)) ||
           performance.now() + delay > deadline ||
@@ -383,190 +413,6 @@ export class Client implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-export type WatchTarget =
-  | { readonly key: string }
-  | { readonly prefix: string }
-  | { readonly subtree: string };
-
-export interface WatchOptions {
-  readonly fromRevision?: number;
-  /** Each event also carries the key's previous value. */
-  readonly prevValue?: boolean;
-  /** Also yield `{ type: 'progress', revision }` when the node reports progress while idle. */
-  readonly progressNotify?: boolean;
-  /** Resume when nothing (not even a heartbeat) arrived for this long (default 3500 ms). */
-  readonly silenceMs?: number;
-}
-
-export type WatchItem = WatchEvent | { readonly type: 'progress'; readonly revision: number };
-
-let watchCounter = 0;
-
-/** One logical watch; under it, one server-side watch per node it was served by. */
-class WatchStream implements AsyncIterableIterator<WatchItem> {
-  private nextRevision: number | undefined;
-  private id = '';
-  private node = '';
-  private seq = 0;
-  private sub: Subscription | null = null;
-  private lastHeard = performance.now();
-  private readonly items: WatchItem[] = [];
-  private waiter: (() => void) | null = null;
-  private failure: unknown = null;
-  private ended = false;
-  private resuming: Promise<void> | null = null;
-  private readonly watchdog: NodeJS.Timeout;
-  /** Resumes so far (for tests and metrics). */
-  resumes = 0;
-
-  constructor(
-    private readonly client: Client,
-    private readonly session: { id: string; secret: Uint8Array },
-    private readonly target: WatchTarget,
-    private readonly options: WatchOptions,
-  ) {
-    this.nextRevision = options.fromRevision;
-    this.resuming = this.open().finally(() => {
-      this.resuming = null;
-    });
-    this.resuming.catch((err) => this.fail(err));
-    const silence = options.silenceMs ?? 3500;
-    this.watchdog = setInterval(
-      () => {
-        if (!this.ended && this.resuming === null && performance.now() - this.lastHeard > silence)
-          this.resume();
-      },
-      Math.max(100, silence / 4),
-    );
-    this.watchdog.unref?.();
-  }
-
-  private async open(): Promise<void> {
-    this.sub?.unsubscribe();
-    this.id = `w${++watchCounter}x${Math.floor(performance.now())}`;
-    this.seq = 0;
-    const inbox = watchInbox(createInbox(inboxPrefix(this.client.inboxUser)), this.id);
-    const id = this.id;
-    this.sub = this.client.nc.subscribe(inbox, {
-      callback: (err, msg) => void (!err && this.onMessage(id, msg.data)),
-    });
-    const r = await this.client.requestAny('watch', {
-      id,
-      inbox,
-      session: this.session.id,
-      secret: this.session.secret,
-      ...this.target,
-      ...(this.nextRevision !== undefined ? { fromRevision: this.nextRevision } : {}),
-      ...(this.options.prevValue ? { prevValue: true } : {}),
-      ...(this.options.progressNotify ? { progressNotify: true } : {}),
-    } as ApiRequests['watch']);
-    this.node = r.node;
-    this.nextRevision ??= r.revision;
-    this.lastHeard = performance.now();
-  }
-
-  private onMessage(id: string, data: Uint8Array): void {
-    if (id !== this.id || this.ended) return;
-    // Watch messages travel as request-style envelopes ({v, cluster, body}).
-    const env = decodeEnvelopeLoose(data);
-    if (env === null) return;
-    const m = env as WatchMessage;
-    if (m.id !== this.id) return;
-    this.lastHeard = performance.now();
-    if (m.seq !== this.seq + 1) {
-      this.resume(); // a message was lost: resume from the last revision delivered
-      return;
-    }
-    this.seq = m.seq;
-    if (m.error) {
-      const e = fromWire(m.error);
-      if (e.code === 'WATCH_BEHIND') this.resume();
-      else this.fail(e);
-      return;
-    }
-    for (const e of m.events) {
-      if (this.nextRevision !== undefined && e.revision < this.nextRevision) continue; // already delivered before a resume
-      this.items.push(e);
-    }
-    if (this.nextRevision === undefined || m.revision + 1 > this.nextRevision)
-      this.nextRevision = m.revision + 1;
-    if (m.progress && this.options.progressNotify)
-      this.items.push({ type: 'progress', revision: m.revision });
-    this.client.publish('watchAck', this.node, { id: this.id, session: this.session.id, seq: m.seq });
-    this.wake();
-  }
-
-  private resume(): void {
-    if (this.resuming !== null || this.ended) return;
-    this.resumes++;
-    this.resuming = this.open()
-      .catch((err) => {
-        if (err instanceof EnsembleError && err.code === 'COMPACTED') this.fail(err);
-        // otherwise the watchdog tries again
-      })
-      .finally(() => {
-        this.resuming = null;
-      });
-  }
-
-  private fail(err: unknown): void {
-    this.failure = err;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
-  async next(): Promise<IteratorResult<WatchItem>> {
-    for (;;) {
-      const item = this.items.shift();
-      if (item !== undefined) return { value: item, done: false };
-      if (this.failure !== null) {
-        const err = this.failure;
-        await this.return();
-        throw err;
-      }
-      if (this.ended) return { value: undefined, done: true };
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-      });
-    }
-  }
-
-  async return(): Promise<IteratorResult<WatchItem>> {
-    if (!this.ended) {
-      this.ended = true;
-      clearInterval(this.watchdog);
-      this.sub?.unsubscribe();
-      this.wake();
-      if (this.node !== '') {
-        await this.client
-          .requestAny(
-            'watchCancel',
-            { id: this.id, session: this.session.id, secret: this.session.secret },
-            this.node,
-          )
-          .catch(() => {});
-      }
-    }
-    return { value: undefined, done: true };
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<WatchItem> {
-    return this;
-  }
-}
-
-function decodeEnvelopeLoose(data: Uint8Array): unknown {
-  const d = decodeCbor(data);
-  if (!d.ok) return null;
-  const env = d.value as { body?: unknown } | null;
-  return env && typeof env === 'object' && 'body' in env ? env.body : null;
 }
 
 export async function connect(options: ConnectOptions): Promise<Client> {

@@ -203,11 +203,16 @@ export interface WatchCancelRequest {
   readonly secret: Uint8Array;
 }
 
-/** Published (no reply) to the serving node's `watchAck` subject: batches up to `seq` received. */
+/**
+ * Published (no reply) to the serving node's `watchAck` subject: the client consumed the watch's
+ * messages up to `seq`. `shared: true` says the client has subscribed to the watch's `group`
+ * subject (from the watch result), so the node may move the watch onto that shared stream.
+ */
 export interface WatchAckRequest {
   readonly id: string;
   readonly session: string;
   readonly seq: number;
+  readonly shared?: boolean;
 }
 
 /** One event of a watch. */
@@ -234,9 +239,31 @@ export interface WatchMessage {
   readonly id: string;
   readonly seq: number;
   readonly revision: number;
-  readonly events: readonly WatchEvent[];
   readonly progress?: boolean;
   readonly error?: { readonly code: string; readonly message: string; readonly [k: string]: unknown };
+  /**
+   * The watch moved onto its shared stream: from here on its events are the `WatchGroupMessage`s
+   * of generation `gen` on the group subject with `seq` above this one (private messages still
+   * carry errors). Sent only after the client acknowledged with `shared: true`.
+   */
+  readonly join?: { readonly gen: number; readonly seq: number };
+  /** Always the last field (the node splices one encoding of the events into many messages). */
+  readonly events: readonly WatchEvent[];
+}
+
+/**
+ * What a node publishes on a watch group's subject (`P.watch.<node>.<group>`): the events of every
+ * revision for all the watches on the node with the same target and options. `gen` names the
+ * group's life on that node (a group emptied and made again starts a new one), `seq` counts its
+ * messages; a client that sees a gap or a silence longer than the heartbeat resumes privately.
+ */
+export interface WatchGroupMessage {
+  readonly group: string;
+  readonly gen: number;
+  readonly seq: number;
+  readonly revision: number;
+  readonly progress?: boolean;
+  readonly events: readonly WatchEvent[];
 }
 
 /** Drops history at and below `revision` (watches and past reads below it get COMPACTED). */
@@ -333,7 +360,8 @@ export interface ApiResults {
   sessionClose: { readonly deleted: number };
   /** `node`: the node serving the watch (acks and cancel go to it); `revision`: the first
    * revision the watch will deliver. */
-  watch: { readonly id: string; readonly node: string; readonly revision: number };
+  /** `group`: the subject of the shared stream this watch may join (see `WatchAckRequest`). */
+  watch: { readonly id: string; readonly node: string; readonly revision: number; readonly group?: string };
   watchCancel: { readonly cancelled: boolean };
   watchAck: Record<string, never>;
   compact: { readonly compactRevision: number; readonly revision: number };
@@ -729,7 +757,11 @@ const validators: Validators = {
     session: sessionId(o.session, 'session'),
     secret: secret(o, true),
   }),
-  watchAck: (o) => ({ id: watchId(o.id), session: sessionId(o.session, 'session'), seq: count(o, 'seq') }),
+  watchAck: (o) =>
+    pick<WatchAckRequest>(
+      { id: watchId(o.id), session: sessionId(o.session, 'session'), seq: count(o, 'seq') },
+      { shared: optBool(o, 'shared') },
+    ),
   compact: (o) => ({ revision: count(o, 'revision', 1) }),
 };
 

@@ -13,6 +13,7 @@ import {
   encodeCbor,
   encodeDecodeError,
   encodeEnvelope,
+  encodeEnvelopeSpliced,
   encodeJson,
   encodePeer,
   encodeReply,
@@ -387,4 +388,34 @@ test('decoders take anything without throwing, even what is not bytes', (t) => {
     t.like(decodeJson(bytes), { ok: false });
     t.is(checkPlainCbor(bytes), 'not bytes');
   }
+});
+
+test('encodeEnvelopeSpliced: the same bytes as encoding the whole body, for any events and heads', (t) => {
+  fc.assert(
+    fc.property(
+      fc.record({ id: fc.string({ maxLength: 20 }), seq: fc.nat(), revision: fc.nat() }),
+      fc.array(
+        fc.record({
+          type: fc.constantFrom('put', 'delete'),
+          key: fc.string({ maxLength: 40 }),
+          revision: fc.nat(),
+          value: fc.uint8Array({ maxLength: 64 }),
+        }),
+        { maxLength: 20 },
+      ),
+      (head, events) => {
+        const spliced = encodeEnvelopeSpliced(head, 'events', encodeCbor(events), { cluster: 'c1' });
+        t.deepEqual(
+          Buffer.from(spliced),
+          Buffer.from(encodeEnvelope({ ...head, events }, { cluster: 'c1' })),
+        );
+        const d = decodeEnvelope(spliced, { cluster: 'c1' });
+        t.true(d.ok);
+      },
+    ),
+    { numRuns: 200 },
+  );
+  t.throws(() => encodeEnvelopeSpliced({ events: 1 }, 'events', encodeCbor([]), { cluster: 'c1' }), {
+    instanceOf: TypeError,
+  });
 });

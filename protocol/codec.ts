@@ -488,6 +488,28 @@ export function encodeEnvelope(body: unknown, options: EncodeOptions): Uint8Arra
   return encodeAs({ v: PROTOCOL_VERSION, cluster: options.cluster, body }, options);
 }
 
+/**
+ * Encodes like `encodeEnvelope(body)` with one field added last to the body: `lastKey`, whose
+ * value `lastValue` is already plain CBOR (`encodeCbor`). So one encoding of a large field (the
+ * events of a revision) serves many messages that differ in a few small fields (a watch's id and
+ * sequence number). CBOR only. The bytes equal `encodeEnvelope({ ...body, [lastKey]: value })`.
+ */
+export function encodeEnvelopeSpliced(
+  body: Readonly<Record<string, unknown>>,
+  lastKey: string,
+  lastValue: Uint8Array,
+  options: { readonly cluster: string },
+): Uint8Array {
+  if (Object.hasOwn(body, lastKey)) throw new TypeError(`body already has ${lastKey}`);
+  // The envelope's last field is the body and the body's last field is `lastKey`, so the
+  // encoding ends with the placeholder's one byte (null, 0xf6): the value takes its place.
+  const head = encodeEnvelope({ ...body, [lastKey]: null }, { cluster: options.cluster });
+  const out = new Uint8Array(head.length - 1 + lastValue.length);
+  out.set(head.subarray(0, head.length - 1), 0);
+  out.set(lastValue, head.length - 1);
+  return out;
+}
+
 export interface DecodeOptions {
   /** This node's (or client's) cluster id: envelopes for another cluster are refused. */
   readonly cluster: string;

@@ -11,9 +11,11 @@
  * | `P.node.<node>.api.<op>`       | clients, peers       | node `<node>`                   |
  * | `P.api.<op>`                   | clients, peers       | every node, queue group         |
  * | `P.session.keepalive`          | clients              | every node (no queue group)     |
+ * | `P.watch.<node>.<group>`       | node `<node>`        | clients (shared watch streams)  |
  * | `_INBOX.<user>.…`              | peers (replies, watch events) | the client of NATS user `<user>` |
  *
- * Clients publish only on the API and keepalive subjects and read only their own user's inbox;
+ * Clients publish only on the API and keepalive subjects and read only their own user's inbox
+ * and the shared watch streams (the same events any client may watch through the API);
  * peer subjects are closed to them (nats.conf enforces it, `natsPermissions` generates it). A node
  * answers a client only on a client inbox (`isClientInbox`), never on a peer inbox or on one of the
  * cluster's subjects, so a forged reply subject cannot make a node publish into peer traffic.
@@ -92,6 +94,8 @@ export interface Subjects {
   readonly apiQueue: string;
   /** Published keepalives, heard by every node (subscribe without a queue group). */
   sessionKeepalive(): string;
+  /** The shared stream of node `nodeId`'s watch group `group` (a token naming target + options). */
+  watchGroup(nodeId: string, group: string): string;
   /** Parses an API subject (node or any-node); `null` if `subject` is not one of this cluster's. */
   parseApi(subject: string): ApiSubject | null;
   /** The node id of a peer subject (`P.peer.<node>`); `null` otherwise. */
@@ -124,6 +128,8 @@ export function subjects(options: SubjectOptions): Subjects {
     // A queue group is scoped to its subjects already; NATS services refuse dots in its name.
     apiQueue: 'ensemble-api',
     sessionKeepalive: () => `${prefix}.session.keepalive`,
+    watchGroup: (nodeId, group) =>
+      `${prefix}.watch.${token(nodeId, 'node id')}.${token(group, 'watch group')}`,
     parseApi(subject) {
       if (subject.startsWith(apiRoot)) {
         const op = subject.slice(apiRoot.length);
@@ -191,7 +197,7 @@ export interface UserPermissions {
  * cluster under the default root). Peers may use every subject of the cluster, reply to and
  * deliver watch events into any inbox, read their own inbox, and answer service discovery
  * (`$SRV`). Clients may publish API requests and keepalives and service-discovery requests, and
- * subscribe only below their own inbox.
+ * subscribe below their own inbox and to the shared watch streams.
  */
 export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`): UserPermissions {
   if (user === 'peer') {
@@ -207,6 +213,6 @@ export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}
       `${prefixPattern}.session.keepalive`,
       '$SRV.>',
     ],
-    subscribe: [`${inboxPrefix(user)}.>`],
+    subscribe: [`${inboxPrefix(user)}.>`, `${prefixPattern}.watch.*.*`],
   };
 }

@@ -65,17 +65,24 @@ test.serial(
     for (const at of [1500, 3200]) {
       while (n < at) await new Promise((r) => setTimeout(r, 20));
       const serving = (w as unknown as { node: string }).node;
+      const resumed = (w as unknown as { resumes: number }).resumes;
       killed.push(serving);
       await cluster.kill(serving, 'SIGKILL');
       await new Promise((r) => setTimeout(r, 300));
       await cluster.startNode(serving, cluster.ids);
+      // The stream has moved on (to a node that answers) before the next kill.
+      const end = performance.now() + 20_000;
+      while ((w as unknown as { resumes: number }).resumes === resumed && performance.now() < end)
+        await new Promise((r) => setTimeout(r, 50));
     }
     await Promise.all(writers);
     await Promise.race([
       reader,
       new Promise((_, reject) => setTimeout(() => reject(new Error('watch stalled')), 60_000)),
     ]);
-    t.log(`killed ${killed.join(', ')}; ${(w as unknown as { resumes: number }).resumes} resumes`);
+    const resumes = (w as unknown as { resumes: number }).resumes;
+    t.log(`killed ${killed.join(', ')}; ${resumes} resumes`);
+    t.true(resumes >= 2, 'the stream moved after each kill');
     const final = await c.range('/w/');
     const expected = final.kvs
       .map((kv) => ({ key: kv.key, revision: kv.modRevision }))
@@ -182,5 +189,120 @@ test.serial(
     const first = await ok.next();
     t.is((first.value as { revision: number }).revision, r.revision);
     await ok.return?.();
+  },
+);
+
+type StreamView = {
+  shared: boolean;
+  resumes: number;
+  group: string | null;
+  joined: { gen: number; seq: number } | null;
+};
+const view = (w: unknown) => w as StreamView;
+const waitFor = async (cond: () => boolean, ms = 10_000) => {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test.serial(
+  'watchers on one prefix share one stream; a lost or forged group message makes them resume, never skip',
+  async (t) => {
+    const c = await cluster.client({ timeoutMs: 30_000 });
+    const start = (await c.status()).revision + 1;
+    const streams = Array.from({ length: 20 }, () => c.watch({ prefix: '/fan/' }, { fromRevision: start }));
+    const seen = streams.map(() => [] as { key: string; revision: number }[]);
+    const total = 300;
+    const readers = streams.map(async (w, i) => {
+      for await (const e of w) {
+        if (e.type === 'progress') continue;
+        seen[i]!.push({ key: e.key, revision: e.revision });
+        if (seen[i]!.length >= total) break;
+      }
+    });
+    await c.put('/fan/first', '0'); // everyone live, then on the shared stream
+    await waitFor(() => streams.every((w) => view(w).shared));
+    t.is(
+      (c as unknown as { groups: { size: number } }).groups.size,
+      1,
+      'one subscription for twenty watches',
+    );
+    const { group, joined } = view(streams[0]);
+    // A peer connection (clients may not publish there) forges group messages.
+    const peer = await harness.connect('peer');
+    const forge = (gen: number, seq: number) =>
+      peer.publish(
+        group!,
+        encodeEnvelope(
+          {
+            group: 'forged',
+            gen,
+            seq,
+            revision: 1e9,
+            events: [{ type: 'put', key: '/fan/forged', revision: 1e9, value: new Uint8Array([1]) }],
+          },
+          { cluster: 'watch' },
+        ),
+      );
+    let n = 1;
+    const writers = Array.from({ length: 8 }, async () => {
+      while (n < total) {
+        const i = n++;
+        await c.put(`/fan/${String(i).padStart(4, '0')}`, String(i));
+        if (i === 100) forge(joined!.gen + 1, joined!.seq + 1); // another generation: ignored
+        if (i === 150) forge(joined!.gen, joined!.seq + 10_000); // a gap: resume from history
+      }
+    });
+    await Promise.all(writers);
+    await Promise.race([
+      Promise.all(readers),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('watch stalled')), 30_000)),
+    ]);
+    const expected = (await c.range('/fan/')).kvs
+      .map((kv) => ({ key: kv.key, revision: kv.modRevision }))
+      .sort((a, b) => a.revision - b.revision);
+    for (const s of seen) t.deepEqual(s, expected, 'each stream equals the committed history');
+    t.true(
+      streams.every((w) => view(w).resumes >= 1),
+      'the gap was seen by every stream',
+    );
+    t.false(
+      seen.some((s) => s.some((e) => e.key === '/fan/forged')),
+      'forged events never delivered',
+    );
+  },
+);
+
+test.serial(
+  'a consumer that falls behind on the shared stream steps off it and comes back without a gap',
+  async (t) => {
+    const c = await cluster.client({ timeoutMs: 30_000 });
+    const start = (await c.status()).revision + 1;
+    const w = c.watch({ prefix: '/lag/' }, { fromRevision: start, highWater: 50 });
+    const first = c.put('/lag/first', '0');
+    const head = await w.next(); // takes one; then reads nothing while 400 writes land
+    await first;
+    await waitFor(() => view(w).shared);
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (n < 400) await c.put(`/lag/${String(n++).padStart(4, '0')}`, 'x');
+      }),
+    );
+    await waitFor(() => view(w).group === null, 10_000); // stepped off the live stream
+    const seen = [head.value as { key: string; revision: number }];
+    for await (const e of w) {
+      if (e.type === 'progress') continue;
+      seen.push(e);
+      if (seen.length === 401) break;
+    }
+    const expected = (await c.range('/lag/')).kvs.map((kv) => kv.modRevision).sort((a, b) => a - b);
+    t.deepEqual(
+      seen.map((e) => e.revision),
+      expected,
+    );
+    t.true(view(w).resumes >= 1);
   },
 );

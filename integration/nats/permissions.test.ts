@@ -56,7 +56,7 @@ test('the server enforces max_payload of 8 MB and refuses unauthenticated connec
   );
 });
 
-test('a client cannot publish on a peer subject: the server reports a violation, peers hear nothing', async (t) => {
+test('a client cannot publish on a peer subject nor a watch group: the server reports a violation, nobody hears', async (t) => {
   const peer = await h().connect('peer');
   const received: string[] = [];
   peer.subscribe(s.peer('victim'), {
@@ -73,13 +73,21 @@ test('a client cannot publish on a peer subject: the server reports a violation,
 
   const client = await h().connect('client');
   const seen = violations(client);
+  const group = s.watchGroup('victim', 'g1');
+  peer.subscribe(group, {
+    callback: (_, m) => {
+      received.push(m.subject);
+    },
+  });
+  await peer.flush();
   client.publish(s.peer('victim'), encodeEnvelope({ forged: true }, { cluster: 'dev' }));
   client.publish(s.forward('victim'), encodeEnvelope({ forged: true }, { cluster: 'dev' }));
+  client.publish(group, encodeEnvelope({ forged: true }, { cluster: 'dev' }));
   await client.flush();
-  t.true(await until(() => seen.length >= 2), 'violations reported');
+  t.true(await until(() => seen.length >= 3), 'violations reported');
   t.deepEqual(
     seen.map((v) => v.subject),
-    [s.peer('victim'), s.forward('victim')],
+    [s.peer('victim'), s.forward('victim'), group],
   );
   t.true(seen.every((v) => v.operation === 'publish'));
   // The peer subscription would have seen them by now (same server, flushed).
@@ -187,5 +195,18 @@ test('the peer credential publishes, subscribes and requests on peer subjects', 
   n2.publish('_INBOX.client.watch.w1', 'event');
   await n2.flush();
   await sleep(100);
+  t.deepEqual(seen, []);
+});
+
+test('a client reads the shared watch streams a node publishes', async (t) => {
+  const node = await h().connect('peer');
+  const client = await h().connect('client2');
+  const seen = violations(client);
+  const got: string[] = [];
+  client.subscribe(s.watchGroup('n1', 'g2'), { callback: (_, m) => got.push(m.subject) });
+  await client.flush();
+  node.publish(s.watchGroup('n1', 'g2'), encodeEnvelope({ seq: 1 }, { cluster: 'dev' }));
+  await node.flush();
+  t.true(await until(() => got.length === 1));
   t.deepEqual(seen, []);
 });

@@ -158,7 +158,7 @@ function mayTakeLong(cmd: Command): boolean {
   }
 }
 
-function filterOf(filter: EventFilter | undefined): (key: string) => boolean {
+export function filterOf(filter: EventFilter | undefined): (key: string) => boolean {
   if (filter === undefined) return () => true;
   if ('key' in filter) return (k) => k === filter.key;
   if ('prefix' in filter) return (k) => k.startsWith(filter.prefix);

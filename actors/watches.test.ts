@@ -1,0 +1,244 @@
+/**
+ * The watch hub on a real nats-server, over the in-memory key tree (MemoryTree, the unit-test
+ * double): watcher phases, one read and one encoding per group, the shared stream and its join
+ * point, flow control (pause, WATCH_BEHIND), message size bounds.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import test from 'ava';
+import { useHarness } from '../integration/harness.ts';
+import type { WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/api.ts';
+import { decodeEnvelope } from '../protocol/codec.ts';
+import { subjects } from '../protocol/subjects.ts';
+import { MemoryTree } from '../storage/tree/memory.ts';
+import { WatchHub, type WatchHubOptions } from './watches.ts';
+
+const harness = useHarness(test, { label: 'ensemble-watchhub' });
+const S = subjects({ cluster: 'hub' });
+const bytes = (s: string) => new TextEncoder().encode(s);
+const until = async (cond: () => boolean, ms = 5000) => {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+let rigs = 0;
+
+interface Rig {
+  tree: MemoryTree;
+  hub: WatchHub;
+  nc: NatsConnection;
+  listener: NatsConnection;
+  index: number;
+  put(key: string, value?: string): Promise<void>;
+  /** Messages received on `subject`, decoded. */
+  listen<T>(subject: string): T[];
+  close(): void;
+}
+
+async function rig(options: Partial<WatchHubOptions> = {}): Promise<Rig> {
+  // The node publishes as the peer user; the test listens as a client would.
+  const nc = await harness().connect('peer');
+  const listener = await harness().connect('client');
+  const tree = new MemoryTree();
+  const self = `n${++rigs}`;
+  const hub = new WatchHub({ nc, subjects: S, self, tree, progressMs: 200, ...options });
+  hub.start();
+  const r: Rig = {
+    tree,
+    hub,
+    nc,
+    listener,
+    index: 0,
+    async put(key, value = 'v') {
+      await tree.apply(++r.index, { op: 'put', key, value: bytes(value) });
+      hub.applied();
+    },
+    listen<T>(subject: string) {
+      const out: T[] = [];
+      listener.subscribe(subject, {
+        callback: (_e, m) => {
+          const d = decodeEnvelope(m.data, { cluster: 'hub' });
+          if (d.ok) out.push(d.envelope.body as T);
+        },
+      });
+      return out;
+    },
+    close() {
+      hub.stop();
+    },
+  };
+  await nc.flush();
+  await listener.flush();
+  return r;
+}
+
+let n = 0;
+function request(extra: Partial<WatchRequest> = {}): WatchRequest {
+  const id = `w${++n}`;
+  return {
+    id,
+    inbox: `_INBOX.client.t.watch.${id}`,
+    session: 's1',
+    secret: new Uint8Array([1]),
+    prefix: '/p/',
+    ...extra,
+  } as WatchRequest;
+}
+
+const revisions = (ms: { events: readonly { revision: number }[] }[]) =>
+  ms.flatMap((m) => m.events.map((e) => e.revision));
+
+test('a watch replays history, then goes live; events equal the history, in order', async (t) => {
+  const r = await rig();
+  for (let i = 0; i < 50; i++) await r.put(`/p/${i}`);
+  await r.put('/other', 'x');
+  const req = request({ fromRevision: 1 });
+  const got = r.listen<WatchMessage>(req.inbox);
+  await r.listener.flush();
+  const started = r.hub.add(req);
+  t.false('error' in started);
+  for (let i = 50; i < 80; i++) await r.put(`/p/${i}`);
+  await until(() => revisions(got).length === 80);
+  t.deepEqual(
+    revisions(got),
+    Array.from({ length: 81 }, (_, i) => i + 1).filter((x) => x !== 51),
+  );
+  t.deepEqual(
+    got.map((m) => m.seq),
+    got.map((_, i) => i + 1),
+    'seq counts every message',
+  );
+  t.is(r.hub.phase('s1', req.id), 'direct');
+  r.close();
+});
+
+test('live watchers of one target share one group: one message on its subject per revision', async (t) => {
+  const r = await rig();
+  const reqs = Array.from({ length: 20 }, () => request());
+  const direct = reqs.map((q) => r.listen<WatchMessage>(q.inbox));
+  const started = reqs.map((q) => r.hub.add(q) as { group: string });
+  const group = started[0]!.group;
+  t.true(
+    started.every((s) => s.group === group),
+    'one subject for one target',
+  );
+  t.regex(group, /^ensemble\.hub\.watch\.n\d+\.[A-Za-z0-9_-]+$/);
+  const shared = r.listen<WatchGroupMessage>(group);
+  await r.listener.flush();
+  await r.put('/p/warm'); // everyone live
+  await until(
+    () =>
+      reqs.every((q) => r.hub.phase('s1', q.id) === 'direct') && direct.every((d) => revisions(d).includes(1)),
+  );
+  for (const q of reqs) r.hub.ack('s1', q.id, 1, true);
+  t.true(reqs.every((q) => r.hub.phase('s1', q.id) === 'shared'));
+  await until(() => direct.every((d) => d.some((m) => m.join !== undefined)));
+  const before = r.hub.counters.messages;
+  for (let i = 0; i < 100; i++) await r.put(`/p/${i}`);
+  await until(() => revisions(shared).length === 100);
+  t.deepEqual(
+    revisions(shared),
+    Array.from({ length: 100 }, (_, i) => i + 2),
+  );
+  t.deepEqual(
+    shared.map((m) => m.seq),
+    shared.map((_, i) => i + 1),
+  );
+  t.is(r.hub.counters.messages, before, 'nothing more per watcher once shared');
+  t.is(r.hub.counters.groups, 1);
+  // The join point: the group message after it carries the first revision the watcher lacks.
+  const join = direct[0]!.find((m) => m.join)!;
+  t.is(join.revision, 1);
+  t.is(join.join!.seq, 0);
+  t.is(shared[0]!.gen, join.join!.gen);
+  r.close();
+});
+
+test('different targets and options are different groups; cancel empties a group', async (t) => {
+  const r = await rig();
+  const a = r.hub.add(request({ prefix: '/p/' })) as { group: string };
+  const b = r.hub.add(request({ prefix: '/p/', prevValue: true })) as { group: string };
+  const c = r.hub.add(request({ prefix: undefined, key: '/p' })) as { group: string };
+  t.is(new Set([a.group, b.group, c.group]).size, 3);
+  await r.put('/p/x');
+  await until(() => r.hub.counters.groups === 3);
+  const reqD = request();
+  r.hub.add(reqD);
+  t.true(r.hub.cancel('s1', reqD.id));
+  t.false(r.hub.cancel('s1', reqD.id));
+  t.is(r.hub.phase('s1', reqD.id), null);
+  r.close();
+});
+
+test('a watcher that stops acknowledging pauses, catches up from history on ack, ends WATCH_BEHIND when too far behind', async (t) => {
+  const r = await rig({ window: 4, maxBehind: 30, batch: 1 });
+  const slow = request();
+  const got = r.listen<WatchMessage>(slow.inbox);
+  await r.listener.flush();
+  r.hub.add(slow);
+  for (let i = 0; i < 10; i++) await r.put(`/p/${i}`);
+  await until(() => r.hub.phase('s1', slow.id) === 'paused' && got.length >= 4);
+  await new Promise((res) => setTimeout(res, 100));
+  t.is(got.length, 4, 'a window of messages, no more');
+  await until(() => {
+    r.hub.ack('s1', slow.id, got.at(-1)!.seq); // the consumer takes all it has
+    return revisions(got).length === 10;
+  });
+  t.deepEqual(
+    revisions(got),
+    Array.from({ length: 10 }, (_, i) => i + 1),
+    'replayed what it missed',
+  );
+  // Now never acknowledge again and fall far behind.
+  for (let i = 10; i < 60; i++) await r.put(`/p/${i}`);
+  await until(() => got.some((m) => m.error !== undefined));
+  const last = got.at(-1)!;
+  t.is(last.error?.code, 'WATCH_BEHIND');
+  t.is(r.hub.phase('s1', slow.id), null);
+  t.is(r.hub.counters.cancelledBehind, 1);
+  r.close();
+});
+
+test('a resume from a revision the node has not applied yet waits for it, with heartbeats', async (t) => {
+  const r = await rig();
+  const req = request({ fromRevision: 5 });
+  const got = r.listen<WatchMessage>(req.inbox);
+  await r.listener.flush();
+  r.hub.add(req);
+  t.is(r.hub.phase('s1', req.id), 'waiting');
+  await until(() => got.some((m) => m.progress === true));
+  for (let i = 0; i < 6; i++) await r.put(`/p/${i}`);
+  await until(() => revisions(got).length === 2);
+  t.deepEqual(revisions(got), [5, 6]);
+  r.close();
+});
+
+test('messages stay under the size bound, whole revisions together', async (t) => {
+  const r = await rig({ maxMessageBytes: 4096 });
+  const req = request();
+  const got = r.listen<WatchMessage>(req.inbox);
+  await r.listener.flush();
+  r.hub.add(req);
+  await r.put('/p/warm');
+  const big = 'x'.repeat(1500);
+  await r.tree.apply(++r.index, {
+    op: 'txn',
+    compare: [],
+    success: Array.from({ length: 6 }, (_, i) => ({ op: 'put', key: `/p/t${i}`, value: bytes(big) })),
+    failure: [],
+  });
+  for (let i = 0; i < 10; i++)
+    await r.tree.apply(++r.index, { op: 'put', key: `/p/${i}`, value: bytes(big) });
+  r.hub.applied();
+  await until(() => revisions(got).length === 17);
+  const txnRevision = got.flatMap((m) => m.events).find((e) => e.key === '/p/t0')!.revision;
+  const holding = got.filter((m) => m.events.some((e) => e.revision === txnRevision));
+  t.is(holding.length, 1, 'a revision is never split');
+  t.is(holding[0]!.events.filter((e) => e.revision === txnRevision).length, 6);
+  const later = got.filter((m) => m.events.some((e) => e.revision > txnRevision));
+  t.true(later.length >= 4, 'the rest is split into several messages');
+  t.true(later.every((m) => m.events.length <= 3));
+  r.close();
+});

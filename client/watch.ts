@@ -1,0 +1,437 @@
+/**
+ * Watches on the client: one logical stream per `watch()`, resumed across nodes.
+ *
+ * Under a stream, one server-side watch at a time, on the node that took the request. Its
+ * messages come two ways:
+ * - direct, in the stream's own inbox, numbered by `seq`: the replay from history, errors, and
+ *   the live events until the stream joins its group. The client acknowledges what its consumer
+ *   has taken (every `ACK_EVERY` messages, or soon after), so the node sends at most a window
+ *   ahead of the consumer and a slow consumer pauses its watch on the node, never the node.
+ * - shared, on the group subject the watch result names: after the client subscribed to it
+ *   (once per connection and subject, however many streams use it: `WatchGroups`) and said so,
+ *   the node moves the watch onto the group's stream; a `join` message says from which group
+ *   message on. Nothing is acknowledged there; when the consumer falls `highWater` items behind,
+ *   the stream leaves the node and comes back from its last revision once the consumer caught up.
+ *
+ * Any gap in either numbering, an error that is worth a retry, or silence longer than
+ * `silenceMs` while the consumer waits: the stream resumes, on any node, from the revision after
+ * the last one it received, dropping whatever it already had. So the application sees every
+ * revision once, in order.
+ */
+import { createInbox, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type {
+  ApiRequests,
+  ApiResults,
+  WatchEvent,
+  WatchGroupMessage,
+  WatchMessage,
+} from '../protocol/api.ts';
+import { decodeCbor } from '../protocol/codec.ts';
+import { EnsembleError, fromWire } from '../protocol/errors.ts';
+import { inboxPrefix, watchInbox } from '../protocol/subjects.ts';
+import type { Client } from './index.ts';
+
+export type WatchTarget =
+  | { readonly key: string }
+  | { readonly prefix: string }
+  | { readonly subtree: string };
+
+export interface WatchOptions {
+  readonly fromRevision?: number;
+  /** Each event also carries the key's previous value. */
+  readonly prevValue?: boolean;
+  /** Also yield `{ type: 'progress', revision }` when the node reports progress while idle. */
+  readonly progressNotify?: boolean;
+  /** Resume when nothing (not even a heartbeat) arrived for this long (default 3500 ms). */
+  readonly silenceMs?: number;
+  /** Follow the node's shared stream for this target once caught up (default true). */
+  readonly shared?: boolean;
+  /** Events held for a slow consumer before the stream steps off the live stream (default 10k). */
+  readonly highWater?: number;
+}
+
+export type WatchItem = WatchEvent | { readonly type: 'progress'; readonly revision: number };
+
+/** Acknowledge after this many consumed messages (the node's window is 64 by default). */
+const ACK_EVERY = 8;
+const ACK_DELAY_MS = 20;
+/** Group messages kept while waiting for the `join` that says which of them count. */
+const EARLY_GROUP_MESSAGES = 256;
+
+/** How long a watch request waits for the client's watch node before asking any node. */
+const PREFERRED_MS = 1500;
+/** Errors after which a resume is tried again later. */
+const TRANSIENT = new Set(['TIMEOUT', 'NO_QUORUM', 'NOT_LEADER']);
+
+let watchCounter = 0;
+
+/** Decodes a `{ v, cluster, body }` watch message loosely; `null` if it is not one. */
+function bodyOf(data: Uint8Array): unknown {
+  const d = decodeCbor(data);
+  if (!d.ok) return null;
+  const env = d.value as { body?: unknown } | null;
+  return env && typeof env === 'object' && 'body' in env ? env.body : null;
+}
+
+interface GroupEntry {
+  readonly sub: Subscription;
+  readonly streams: Set<WatchStream>;
+}
+
+/** One subscription per group subject for the whole connection, shared by its streams. */
+export class WatchGroups {
+  private readonly entries = new Map<string, GroupEntry>();
+  /** Set when the server refused a group subscription (an older nats.conf): direct only. */
+  refused = false;
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  /** Subscribes `stream` to `subject`; true once the server has the subscription. */
+  async join(subject: string, stream: WatchStream): Promise<boolean> {
+    if (this.refused) return false;
+    let entry = this.entries.get(subject);
+    if (entry === undefined) {
+      const streams = new Set<WatchStream>();
+      const sub = this.nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err) {
+            this.refused = true;
+            this.entries.delete(subject);
+            for (const s of streams) s.groupLost();
+            return;
+          }
+          const m = bodyOf(msg.data) as WatchGroupMessage | null;
+          if (m === null || typeof m.seq !== 'number' || !Array.isArray(m.events)) return;
+          for (const s of streams) s.onGroup(subject, m);
+        },
+      });
+      entry = { sub, streams };
+      this.entries.set(subject, entry);
+    }
+    entry.streams.add(stream);
+    await this.nc.flush(); // the server has the subscription before the node is told to use it
+    return !entry.sub.isClosed() && this.entries.get(subject) === entry;
+  }
+
+  leave(subject: string, stream: WatchStream): void {
+    const entry = this.entries.get(subject);
+    if (entry === undefined || !entry.streams.delete(stream)) return;
+    if (entry.streams.size === 0) {
+      entry.sub.unsubscribe();
+      this.entries.delete(subject);
+    }
+  }
+
+  /** Subscriptions open (tests). */
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+/** One logical watch; under it, one server-side watch per node it was served by. */
+export class WatchStream implements AsyncIterableIterator<WatchItem> {
+  private nextRevision: number | undefined;
+  private id = '';
+  private node = '';
+  /** The last direct message taken in order. */
+  private seq = 0;
+  private sub: Subscription | null = null;
+  private group: string | null = null;
+  /** Joined: the group generation, and the last group message taken. */
+  private joined: { gen: number; seq: number } | null = null;
+  private early: WatchGroupMessage[] = [];
+  private lastHeard = performance.now();
+  private readonly items: WatchItem[] = [];
+  /** For acknowledgements: how many items ever queued and taken, and where each direct message ends. */
+  private queued = 0;
+  private taken = 0;
+  private readonly marks: { end: number; seq: number }[] = [];
+  private consumedSeq = 0;
+  private ackedSeq = 0;
+  private ackTimer: NodeJS.Timeout | null = null;
+  /** Off the node because the consumer is behind; back once it has caught up. */
+  private stalled = false;
+  private waiter: (() => void) | null = null;
+  private failure: unknown = null;
+  private ended = false;
+  private resuming: Promise<void> | null = null;
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly highWater: number;
+  /** Resumes so far (for tests and metrics). */
+  resumes = 0;
+
+  constructor(
+    private readonly client: Client,
+    private readonly groups: WatchGroups,
+    private readonly session: { id: string; secret: Uint8Array },
+    private readonly target: WatchTarget,
+    private readonly options: WatchOptions,
+  ) {
+    this.nextRevision = options.fromRevision;
+    this.highWater = options.highWater ?? 10_000;
+    this.resume(false);
+    const silence = options.silenceMs ?? 3500;
+    this.watchdog = setInterval(
+      () => {
+        // Silence counts only while the consumer waits: a node may rightly hold back from one
+        // that has not taken what it has.
+        if (this.ended || this.stalled || this.resuming !== null || this.items.length > 0) return;
+        if (performance.now() - this.lastHeard > silence) this.resume();
+      },
+      Math.max(100, silence / 4),
+    );
+    this.watchdog.unref?.();
+  }
+
+  /** Whether the stream currently follows its node's shared group stream. */
+  get shared(): boolean {
+    return this.joined !== null;
+  }
+
+  private async open(): Promise<void> {
+    this.detach();
+    this.id = `w${++watchCounter}x${Math.floor(performance.now())}`;
+    this.seq = 0;
+    this.consumedSeq = 0;
+    this.ackedSeq = 0;
+    this.marks.length = 0;
+    this.queued = this.taken = 0;
+    const inbox = watchInbox(createInbox(inboxPrefix(this.client.inboxUser)), this.id);
+    const id = this.id;
+    this.sub = this.client.nc.subscribe(inbox, {
+      callback: (err, msg) => void (!err && this.onDirect(id, msg.data)),
+    });
+    const body = {
+      id,
+      inbox,
+      session: this.session.id,
+      secret: this.session.secret,
+      ...this.target,
+      ...(this.nextRevision !== undefined ? { fromRevision: this.nextRevision } : {}),
+      ...(this.options.prevValue ? { prevValue: true } : {}),
+      ...(this.options.progressNotify ? { progressNotify: true } : {}),
+    } as ApiRequests['watch'];
+    // The client's watch node first (briefly: it may be the one that died), else any node.
+    const preferred = this.client.watchNode;
+    let r: ApiResults['watch'] | null = null;
+    if (preferred !== null) {
+      r = await this.client.requestAny('watch', body, preferred, PREFERRED_MS).catch((err) => {
+        if (err instanceof EnsembleError && !TRANSIENT.has(err.code)) throw err;
+        if (this.client.watchNode === preferred) this.client.watchNode = null;
+        return null;
+      });
+    }
+    if (r === null && this.client.watchNode === null && this.client.watchNodeChosen !== null) {
+      await this.client.watchNodeChosen.catch(() => {}); // another watch is choosing it now
+      if (this.client.watchNode !== null)
+        r = await this.client
+          .requestAny('watch', body, this.client.watchNode, PREFERRED_MS)
+          .catch(() => null);
+    }
+    if (r === null) {
+      const asked = this.client.requestAny('watch', body);
+      if (this.client.watchNode === null) this.client.watchNodeChosen = asked;
+      r = await asked;
+    }
+    this.client.watchNode ??= r.node;
+    if (id !== this.id) return;
+    this.node = r.node;
+    this.nextRevision ??= r.revision;
+    this.lastHeard = performance.now();
+    if (r.group !== undefined && this.options.shared !== false && !this.groups.refused) {
+      this.group = r.group;
+      if (await this.groups.join(r.group, this)) {
+        if (id === this.id && !this.ended) this.sendAck(true);
+      } else this.group = null;
+    }
+  }
+
+  /** Drops the server-side watch's subscriptions (the node's side ends by cancel or silence). */
+  private detach(): void {
+    this.sub?.unsubscribe();
+    this.sub = null;
+    if (this.group !== null) this.groups.leave(this.group, this);
+    this.group = null;
+    this.joined = null;
+    this.early = [];
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+  }
+
+  private onDirect(id: string, data: Uint8Array): void {
+    if (id !== this.id || this.ended) return;
+    const m = bodyOf(data) as WatchMessage | null;
+    if (m === null || m.id !== this.id || typeof m.seq !== 'number' || !Array.isArray(m.events)) return;
+    this.lastHeard = performance.now();
+    if (m.seq !== this.seq + 1) return this.resume(); // a message was lost
+    this.seq = m.seq;
+    if (m.error) {
+      const e = fromWire(m.error);
+      if (e.code === 'WATCH_BEHIND') this.stall();
+      else this.fail(e);
+      return;
+    }
+    this.take(m);
+    this.marks.push({ end: this.queued, seq: m.seq });
+    this.consumed();
+    if (m.join) {
+      this.joined = { gen: m.join.gen, seq: m.join.seq };
+      const early = this.early;
+      this.early = [];
+      for (const g of early) if (this.group !== null) this.onGroup(this.group, g);
+    }
+    this.wake();
+  }
+
+  /** A message of the group subject (called by `WatchGroups` for every stream on it). */
+  onGroup(subject: string, m: WatchGroupMessage): void {
+    if (subject !== this.group || this.ended) return;
+    const j = this.joined;
+    if (j === null) {
+      this.early.push(m);
+      if (this.early.length > EARLY_GROUP_MESSAGES) this.early.shift();
+      return;
+    }
+    if (m.gen !== j.gen || m.seq <= j.seq) return; // another life of the group, or before ours
+    this.lastHeard = performance.now();
+    if (m.seq !== j.seq + 1) return this.resume(); // a message was lost
+    j.seq = m.seq;
+    this.take(m);
+    if (this.items.length > this.highWater) this.stall();
+    this.wake();
+  }
+
+  /** The group subscription is gone (refused by the server): back to direct delivery. */
+  groupLost(): void {
+    this.group = null;
+    if (!this.ended) this.resume();
+  }
+
+  private take(m: WatchMessage | WatchGroupMessage): void {
+    for (const e of m.events) {
+      if (this.nextRevision !== undefined && e.revision < this.nextRevision) continue; // had it
+      this.items.push(e);
+      this.queued++;
+    }
+    if (this.nextRevision === undefined || m.revision + 1 > this.nextRevision)
+      this.nextRevision = m.revision + 1;
+    if (m.progress && this.options.progressNotify) {
+      this.items.push({ type: 'progress', revision: m.revision });
+      this.queued++;
+    }
+  }
+
+  /** Direct messages whose items the consumer has all taken are acknowledged, a few at a time. */
+  private consumed(): void {
+    while (this.marks.length > 0 && this.marks[0]!.end <= this.taken)
+      this.consumedSeq = this.marks.shift()!.seq;
+    if (this.consumedSeq - this.ackedSeq >= ACK_EVERY) this.sendAck(false);
+    else if (this.consumedSeq > this.ackedSeq && this.ackTimer === null) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = null;
+        if (this.consumedSeq > this.ackedSeq) this.sendAck(false);
+      }, ACK_DELAY_MS);
+    }
+  }
+
+  private sendAck(shared: boolean): void {
+    if (this.node === '') return;
+    this.ackedSeq = this.consumedSeq;
+    this.client.publish('watchAck', this.node, {
+      id: this.id,
+      session: this.session.id,
+      seq: this.consumedSeq,
+      ...(shared ? { shared: true } : {}),
+    });
+  }
+
+  /** The consumer is behind: leave the node until it has caught up, then resume. */
+  private stall(): void {
+    if (this.stalled) return;
+    this.stalled = true;
+    this.cancelOnNode();
+    this.detach();
+    this.id = '';
+  }
+
+  private cancelOnNode(): void {
+    if (this.node === '' || this.id === '') return;
+    void this.client
+      .requestAny(
+        'watchCancel',
+        { id: this.id, session: this.session.id, secret: this.session.secret },
+        this.node,
+      )
+      .catch(() => {});
+  }
+
+  private resume(counted = true): void {
+    if (this.resuming !== null || this.ended) return;
+    if (counted) this.resumes++;
+    this.stalled = false;
+    this.cancelOnNode(); // the old watch, if its node still runs it
+    this.resuming = this.open()
+      .catch((err) => {
+        // A final answer (COMPACTED, SESSION_EXPIRED, a bad request) ends the stream, and so
+        // does any failure of the first open; otherwise the watchdog tries again.
+        if (!counted || (err instanceof EnsembleError && !TRANSIENT.has(err.code))) this.fail(err);
+      })
+      .finally(() => {
+        this.resuming = null;
+      });
+  }
+
+  private fail(err: unknown): void {
+    this.failure = err;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  async next(): Promise<IteratorResult<WatchItem>> {
+    for (;;) {
+      const item = this.items.shift();
+      if (item !== undefined) {
+        this.taken++;
+        if (this.items.length === 0) this.lastHeard = Math.max(this.lastHeard, performance.now() - 1);
+        if (this.stalled && this.items.length <= this.highWater / 4) this.resume();
+        else this.consumed();
+        return { value: item, done: false };
+      }
+      if (this.failure !== null) {
+        const err = this.failure;
+        await this.return();
+        throw err;
+      }
+      if (this.ended) return { value: undefined, done: true };
+      if (this.stalled) this.resume();
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+      });
+    }
+  }
+
+  async return(): Promise<IteratorResult<WatchItem>> {
+    if (!this.ended) {
+      this.ended = true;
+      clearInterval(this.watchdog);
+      const [node, id] = [this.node, this.id];
+      this.detach();
+      this.wake();
+      if (node !== '' && id !== '') {
+        await this.client
+          .requestAny('watchCancel', { id, session: this.session.id, secret: this.session.secret }, node)
+          .catch(() => {});
+      }
+    }
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<WatchItem> {
+    return this;
+  }
+}
