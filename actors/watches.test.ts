@@ -130,7 +130,8 @@ test('live watchers of one target share one group: one message on its subject pe
   await r.put('/p/warm'); // everyone live
   await until(
     () =>
-      reqs.every((q) => r.hub.phase('s1', q.id) === 'direct') && direct.every((d) => revisions(d).includes(1)),
+      reqs.every((q) => r.hub.phase('s1', q.id) === 'direct') &&
+      direct.every((d) => revisions(d).includes(1)),
   );
   for (const q of reqs) r.hub.ack('s1', q.id, 1, true);
   t.true(reqs.every((q) => r.hub.phase('s1', q.id) === 'shared'));

@@ -83,6 +83,18 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   counters('ensemble_peer_frames_out_total', 'Peer frames sent', () => t().framesOut);
   counters('ensemble_peer_messages_in_total', 'Raft messages received', () => t().messagesIn);
   counters('ensemble_peer_messages_out_total', 'Raft messages sent', () => t().messagesOut);
+  const w = () => node.watches.counters;
+  gauge('ensemble_watchers', 'Watches served by this node', () => w().watchers);
+  gauge('ensemble_watch_groups', 'Groups of live watches with the same target', () => w().groups);
+  gauge('ensemble_watchers_shared', 'Watches following their group stream', () => w().shared);
+  counters('ensemble_watch_messages_total', 'Messages sent to one watch', () => w().messages);
+  counters(
+    'ensemble_watch_group_messages_total',
+    'Messages published on group streams',
+    () => w().groupMessages,
+  );
+  counters('ensemble_watch_events_total', 'Events delivered to watches (one per watch)', () => w().events);
+  counters('ensemble_watches_behind_total', 'Watches ended with WATCH_BEHIND', () => w().cancelledBehind);
   const dropped = new Counter({
     name: 'ensemble_dropped_inputs_total',
     help: 'Bad inputs dropped or refused, by source and reason',

@@ -229,6 +229,10 @@ test.serial(
       1,
       'one subscription for twenty watches',
     );
+    const serving = (streams[0] as unknown as { node: string }).node;
+    const sharedOnNode = await cluster.metric(serving, 'ensemble_watchers_shared{');
+    t.true(sharedOnNode >= 20, `the node sees them shared (${sharedOnNode})`);
+    t.is(await cluster.metric(serving, 'ensemble_watch_groups{'), 1);
     const { group, joined } = view(streams[0]);
     // A peer connection (clients may not publish there) forges group messages.
     const peer = await harness.connect('peer');
