@@ -203,7 +203,11 @@ test('a client reads the shared watch streams a node publishes', async (t) => {
   const client = await h().connect('client2');
   const seen = violations(client);
   const got: string[] = [];
-  client.subscribe(s.watchGroup('n1', 'g2'), { callback: (_, m) => got.push(m.subject) });
+  client.subscribe(s.watchGroup('n1', 'g2'), {
+    callback: (_, m) => {
+      got.push(m.subject);
+    },
+  });
   await client.flush();
   node.publish(s.watchGroup('n1', 'g2'), encodeEnvelope({ seq: 1 }, { cluster: 'dev' }));
   await node.flush();
