@@ -736,6 +736,9 @@ export class Api {
     const s = this.opts.tree.session(v.request.id);
     const leader = this.opts.state().role === 'leader';
     if (s === null) {
+      // Unknown here: expired, forged, or opened but not applied on this node yet. The last
+      // case loses nothing: applying the open counts as contact (SessionKeeper.opened), and
+      // that is later than any keepalive ignored before it.
       if (leader && this.opts.applier.index >= this.opts.state().commit) {
         answer({ error: new SessionExpiredError(v.request.id) });
       }
