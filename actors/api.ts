@@ -332,9 +332,17 @@ export class Api {
           });
           return;
         }
-        case 'watchAck':
-          this.opts.watches.ack(v.request.session, v.request.id, v.request.seq, v.request.shared === true);
+        case 'watchAck': {
+          const r = v.request;
+          // Synchronous: a watch exists here only for a session this node knows.
+          const s = this.opts.tree.session(r.session);
+          if (s === null || !sameBytes(s.secret, r.secret)) {
+            this.counters.badInput++;
+            return this.answer(reply, { error: new SessionExpiredError(r.session) });
+          }
+          this.opts.watches.ack(r.session, r.id, r.seq, r.shared === true);
           return this.answer(reply, { result: {} });
+        }
         case 'memberAdd':
           return this.change(reply, v.op, { type: 'addLearner', node: v.request.id });
         case 'memberPromote':

@@ -340,6 +340,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.client.publish('watchAck', this.node, {
       id: this.id,
       session: this.session.id,
+      secret: this.session.secret,
       seq: this.consumedSeq,
       ...(shared ? { shared: true } : {}),
     });

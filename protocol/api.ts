@@ -205,12 +205,13 @@ export interface WatchCancelRequest {
 
 /**
  * Published (no reply) to the serving node's `watchAck` subject: the client consumed the watch's
- * messages up to `seq`. `shared: true` says the client has subscribed to the watch's `group`
+ * messages up to `seq` (with the session's secret: nobody else moves a session's watches). `shared: true` says the client has subscribed to the watch's `group`
  * subject (from the watch result), so the node may move the watch onto that shared stream.
  */
 export interface WatchAckRequest {
   readonly id: string;
   readonly session: string;
+  readonly secret: Uint8Array;
   readonly seq: number;
   readonly shared?: boolean;
 }
@@ -759,7 +760,12 @@ const validators: Validators = {
   }),
   watchAck: (o) =>
     pick<WatchAckRequest>(
-      { id: watchId(o.id), session: sessionId(o.session, 'session'), seq: count(o, 'seq') },
+      {
+        id: watchId(o.id),
+        session: sessionId(o.session, 'session'),
+        secret: secret(o, true),
+        seq: count(o, 'seq'),
+      },
       { shared: optBool(o, 'shared') },
     ),
   compact: (o) => ({ revision: count(o, 'revision', 1) }),
