@@ -67,6 +67,7 @@ async function fanout(
   const writer = await cluster.client();
   progress(`${watchers} watchers: ${rate} writes/s for ${seconds} s`);
   const cpu0 = cluster.cpu();
+  const self0 = process.cpuUsage();
   const t0 = performance.now();
   let writes = 0;
   const total = rate * seconds;
@@ -83,6 +84,8 @@ async function fanout(
   await new Promise((r) => setTimeout(r, 2000));
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = cluster.cpu().map((v, i) => (v - cpu0[i]!) / elapsed / 10);
+  const used = process.cpuUsage(self0);
+  const clientCpu = (used.user + used.system) / 1e4 / elapsed;
   for (const it of iters) void it.return?.();
   await Promise.all([...clients, writer].map((c) => c.close().catch(() => {})));
   lat.sort((a, b) => a - b);
@@ -92,6 +95,7 @@ async function fanout(
     deliveredShare: delivered / (writes * watchers),
     rate: writes / elapsed,
     cpu,
+    clientCpu,
   };
 }
 
@@ -144,7 +148,7 @@ async function main(): Promise<void> {
     try {
       const r = await fanout(cluster, n, rate);
       rows.push(
-        `| ${n} watchers, one prefix, ${rate} writes/s asked, ${r.rate.toFixed(0)} done | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${(100 * r.deliveredShare).toFixed(1)}% | ${r.cpu.map((x) => `${x.toFixed(0)}%`).join(' / ')} |`,
+        `| ${n} watchers, one prefix, ${rate} writes/s asked, ${r.rate.toFixed(0)} done | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${(100 * r.deliveredShare).toFixed(1)}% | ${r.cpu.map((x) => `${x.toFixed(0)}%`).join(' / ')} | ${r.clientCpu.toFixed(0)}% |`,
       );
     } finally {
       await cluster.stop();
@@ -156,16 +160,16 @@ async function main(): Promise<void> {
   try {
     const s = await sessions(cluster, sessionCount);
     rows.push(
-      `| ${sessionCount} sessions kept alive (${s.keepalivesPerSec.toFixed(0)} keepalives/s) | - | - | ${s.open} open | ${s.cpu.map((x) => `${x.toFixed(0)}%`).join(' / ')} |`,
+      `| ${sessionCount} sessions kept alive (${s.keepalivesPerSec.toFixed(0)} keepalives/s) | - | - | ${s.open} open | ${s.cpu.map((x) => `${x.toFixed(0)}%`).join(' / ')} | - |`,
     );
   } finally {
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }
   console.log(
-    `\n| workload (3 nodes, ${seconds} s) | delivery p50 | delivery p99 | delivered | CPU per node (n1 / n2 / n3) |`,
+    `\n| workload (3 nodes, ${seconds} s) | delivery p50 | delivery p99 | delivered | CPU per node (n1 / n2 / n3) | CPU of the watching process |`,
   );
-  console.log('|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|');
   for (const r of rows) console.log(r);
   process.exit(0);
 }
