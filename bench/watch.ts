@@ -10,6 +10,7 @@
  *   by each node per second.
  * Prints a table. A 3-node cluster of real processes on this machine.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -59,41 +60,52 @@ async function fanout(
         if (v === undefined) continue;
         delivered++;
         if (delivered % 7 === 0 || watchers <= 1000)
-          lat.push(performance.now() - Number(new TextDecoder().decode(v)));
+          lat.push(performance.timeOrigin + performance.now() - Number(new TextDecoder().decode(v)));
       }
     })().catch(() => {});
   }
   await new Promise((r) => setTimeout(r, 1500));
-  const writer = await cluster.client();
-  progress(`${watchers} watchers: ${rate} writes/s for ${seconds} s`);
+  progress(`${watchers} watchers: ${rate} writes/s for ${seconds} s (a writer process)`);
   const cpu0 = cluster.cpu();
   const self0 = process.cpuUsage();
   const t0 = performance.now();
-  let writes = 0;
-  const total = rate * seconds;
-  const pending: Promise<unknown>[] = [];
-  while (writes < total) {
-    const due = t0 + (writes * 1000) / rate;
-    const now = performance.now();
-    if (due > now) await new Promise((r) => setTimeout(r, Math.max(0, due - now)));
-    pending.push(writer.put(`${prefix}${writes % 100}`, String(performance.now())).catch(() => {}));
-    writes++;
-    if (pending.length > 256) await pending.shift();
-  }
-  await Promise.all(pending);
+  const writer = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(import.meta.dirname, 'watch-writer.ts'),
+      cluster.url,
+      'bench',
+      prefix,
+      String(rate),
+      String(seconds),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  writer.stdout.on('data', (d) => {
+    out += d;
+  });
+  await new Promise((r) => writer.once('exit', r));
+  const done = JSON.parse(out.trim().split('\n').at(-1) || '{"writes":0,"seconds":1}') as {
+    writes: number;
+    seconds: number;
+  };
+  const writes = done.writes;
   await new Promise((r) => setTimeout(r, 2000));
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = cluster.cpu().map((v, i) => (v - cpu0[i]!) / elapsed / 10);
   const used = process.cpuUsage(self0);
   const clientCpu = (used.user + used.system) / 1e4 / elapsed;
   for (const it of iters) void it.return?.();
-  await Promise.all([...clients, writer].map((c) => c.close().catch(() => {})));
+  await Promise.all(clients.map((c) => c.close().catch(() => {})));
   lat.sort((a, b) => a - b);
   return {
     p50: pct(lat, 0.5),
     p99: pct(lat, 0.99),
     deliveredShare: delivered / (writes * watchers),
-    rate: writes / elapsed,
+    rate: writes / done.seconds,
     cpu,
     clientCpu,
   };
