@@ -273,19 +273,25 @@ export class Client implements AsyncDisposable {
     return new WatchStream(this, this.groups, s, target, options);
   }
 
-  /** @internal A request to `node` (or any node), retried like every other until `timeoutMs`. */
+  /**
+   * @internal A request to `node` (or any node), retried like every other until `timeoutMs`;
+   * with `noRespondersFinal`, nobody listening on the subject (a dead node) ends it at once.
+   */
   requestAny<K extends Op>(
     op: K,
     body: ApiRequests[K],
     node?: string,
-    timeoutMs?: number,
+    options: { readonly timeoutMs?: number; readonly noRespondersFinal?: boolean } = {},
   ): Promise<ApiResults[K]> {
     return this.retrying(
       op,
       body,
       () => (node === undefined ? this.subjects.api(op) : this.subjects.nodeApi(node, op)),
-      undefined,
-      timeoutMs,
+      (err) => {
+        if (options.noRespondersFinal && (err as { isNoResponders?: () => boolean }).isNoResponders?.())
+          throw err;
+      },
+      options.timeoutMs,
     );
   }
 
@@ -351,7 +357,8 @@ export class Client implements AsyncDisposable {
 
   /**
    * Sends `body` to `subject()` until an answer, a final error or the deadline: NOT_LEADER,
-   * NO_QUORUM, TIMEOUT and transport failures are retried with backoff, after `noted` saw them.
+   * NO_QUORUM, TIMEOUT and transport failures are retried with backoff, after `noted` saw them
+   * (it may throw to stop).
    */
   private async retrying<K extends Op>(
     op: K,

@@ -211,11 +211,14 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       ...(this.options.prevValue ? { prevValue: true } : {}),
       ...(this.options.progressNotify ? { progressNotify: true } : {}),
     } as ApiRequests['watch'];
-    // The client's watch node first (briefly: it may be the one that died), else any node.
+    // The client's watch node first (briefly, and not at all once nobody listens there: it may
+    // be the one that died), else any node.
+    const ask = (node: string) =>
+      this.client.requestAny('watch', body, node, { timeoutMs: PREFERRED_MS, noRespondersFinal: true });
     const preferred = this.client.watchNode;
     let r: ApiResults['watch'] | null = null;
     if (preferred !== null) {
-      r = await this.client.requestAny('watch', body, preferred, PREFERRED_MS).catch((err) => {
+      r = await ask(preferred).catch((err) => {
         if (err instanceof EnsembleError && !TRANSIENT.has(err.code)) throw err;
         if (this.client.watchNode === preferred) this.client.watchNode = null;
         return null;
@@ -223,10 +226,8 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     }
     if (r === null && this.client.watchNode === null && this.client.watchNodeChosen !== null) {
       await this.client.watchNodeChosen.catch(() => {}); // another watch is choosing it now
-      if (this.client.watchNode !== null)
-        r = await this.client
-          .requestAny('watch', body, this.client.watchNode, PREFERRED_MS)
-          .catch(() => null);
+      const chosen = this.client.watchNode as string | null;
+      if (chosen !== null) r = await ask(chosen).catch(() => null);
     }
     if (r === null) {
       const asked = this.client.requestAny('watch', body);
