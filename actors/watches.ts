@@ -110,22 +110,20 @@ export class WatchHub {
   private readonly paused = new Set<Watcher>();
   /** The next revision the live watchers get. */
   private liveNext = 0;
-  private liveCount = 0;
   /** Group generations start at random so a restarted node never continues an old one. */
   private nextGen = randomInt(1, 2 ** 30);
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
-  readonly counters: WatchCounters = {
-    watchers: 0,
-    groups: 0,
-    shared: 0,
-    messages: 0,
-    groupMessages: 0,
-    events: 0,
-    cancelledBehind: 0,
-  };
+  private readonly traffic = { messages: 0, groupMessages: 0, events: 0, cancelledBehind: 0 };
 
   constructor(private readonly opts: WatchHubOptions) {}
+
+  /** What the metrics read: sizes counted now, traffic since start. */
+  get counters(): WatchCounters {
+    let shared = 0;
+    for (const g of this.groups.values()) shared += g.shared.size;
+    return { watchers: this.watchers.size, groups: this.groups.size, shared, ...this.traffic };
+  }
 
   private get progressMs(): number {
     return this.opts.progressMs ?? 1000;
@@ -150,7 +148,6 @@ export class WatchHub {
     this.waiting.clear();
     this.replaying.clear();
     this.paused.clear();
-    this.liveCount = 0;
   }
 
   /**
@@ -203,7 +200,6 @@ export class WatchHub {
     this.watchers.set(key, w);
     this.waiting.add(w);
     this.perSession.set(req.session, n + 1);
-    this.counters.watchers = this.watchers.size;
     this.step(w, { type: 'tree.at', revision: tree.revision });
     this.schedule();
     return { revision: from, group: this.opts.subjects.watchGroup(this.opts.self, token) };
@@ -271,14 +267,13 @@ export class WatchHub {
       case 'shared': {
         const g = this.joinGroup(w);
         g.shared.add(w);
-        this.counters.shared++;
         this.sendDirect(w, EMPTY_EVENTS, this.liveNext - 1, { join: { gen: g.gen, seq: g.seq } });
         break;
       }
       case 'ended': {
         const reason = snap.context.ended;
         if (reason === 'behind') {
-          this.counters.cancelledBehind++;
+          this.traffic.cancelledBehind++;
           this.sendError(w, new WatchBehindError(w.next));
         } else if (reason === 'session') this.sendError(w, new SessionExpiredError(w.req.session));
         else if (reason === 'error') this.sendError(w, w.failure ?? new InternalError('watch failed'));
@@ -304,20 +299,17 @@ export class WatchHub {
       case 'shared': {
         const g = w.group!;
         w.next = this.liveNext;
-        if (w.phase === 'shared') this.counters.shared--;
         g.direct.delete(w);
         g.shared.delete(w);
         w.group = null;
-        this.liveCount--;
+        // A group lives while it has members: an empty one goes (a new one is a new generation).
         if (g.direct.size === 0 && g.shared.size === 0) this.groups.delete(g.token);
-        this.counters.groups = this.groups.size;
         break;
       }
     }
   }
 
   private joinGroup(w: Watcher): Group {
-    if (w.group !== null) return w.group;
     let g = this.groups.get(w.token);
     if (g === undefined) {
       g = {
@@ -332,10 +324,8 @@ export class WatchHub {
         shared: new Set(),
       };
       this.groups.set(w.token, g);
-      this.counters.groups = this.groups.size;
     }
     w.group = g;
-    this.liveCount++;
     return g;
   }
 
@@ -345,7 +335,6 @@ export class WatchHub {
     const n = (this.perSession.get(w.req.session) ?? 1) - 1;
     if (n <= 0) this.perSession.delete(w.req.session);
     else this.perSession.set(w.req.session, n);
-    this.counters.watchers = this.watchers.size;
   }
 
   private fail(w: Watcher, err: unknown): void {
@@ -367,8 +356,8 @@ export class WatchHub {
     const deadline = performance.now() + (this.opts.sliceMs ?? 20);
     let more = false;
     for (const w of [...this.waiting]) this.step(w, { type: 'tree.at', revision: tree.revision });
-    if (this.liveCount === 0) this.liveNext = Math.max(this.liveNext, tree.revision + 1);
-    while (this.liveNext <= tree.revision && this.liveCount > 0) {
+    if (this.groups.size === 0) this.liveNext = Math.max(this.liveNext, tree.revision + 1);
+    while (this.liveNext <= tree.revision && this.groups.size > 0) {
       if (performance.now() > deadline) {
         more = true;
         break;
@@ -405,12 +394,11 @@ export class WatchHub {
     const window = this.window;
     for (const w of [...g.direct]) {
       // Leaving the group now, it replays these revisions when it acknowledges (leave() sets
-      // its next to the live cursor, which is still `from`).
+      // its next to the live cursor, not yet moved past them).
       if (w.seq - w.acked >= window) this.step(w, { type: 'windowFull' });
     }
-    for (const [chunk, last] of chunks(events, cut, this.opts.maxMessageBytes)) {
-      const bytes = encodeCbor(chunk.map((e) => wireEvent(e, g.prev)));
-      this.counters.events += chunk.length * (g.direct.size + g.shared.size);
+    for (const [bytes, last, n] of this.messages(events, cut, g.prev)) {
+      this.traffic.events += n * (g.direct.size + g.shared.size);
       if (g.shared.size > 0) this.sendGroup(g, bytes, last);
       for (const w of g.direct) this.sendDirect(w, bytes, last);
     }
@@ -439,13 +427,23 @@ export class WatchHub {
       // Never past the live cursor: from there on the group delivers.
       const end = Math.min(batch.next, this.liveNext);
       const events = batch.events.filter((e) => e.revision < end);
-      for (const [chunk, last] of chunks(events, end - 1, this.opts.maxMessageBytes)) {
-        this.counters.events += chunk.length;
-        this.sendDirect(w, encodeCbor(chunk.map((e) => wireEvent(e, w.req.prevValue === true))), last);
+      for (const [bytes, last, n] of this.messages(events, end - 1, w.req.prevValue === true)) {
+        this.traffic.events += n;
+        this.sendDirect(w, bytes, last);
       }
       w.next = end;
     }
     return true;
+  }
+
+  /** Events as encoded message bodies under the size bound, with the revision each completes. */
+  private *messages(
+    events: readonly TreeEvent[],
+    cut: number,
+    prev: boolean,
+  ): Generator<[Uint8Array, number, number]> {
+    for (const [chunk, last] of chunks(events, cut, this.opts.maxMessageBytes))
+      yield [encodeCbor(chunk.map((e) => wireEvent(e, prev))), last, chunk.length];
   }
 
   private heartbeat(): void {
@@ -476,14 +474,14 @@ export class WatchHub {
   ): void {
     w.seq++;
     w.lastSent = performance.now();
-    this.counters.messages++;
+    this.traffic.messages++;
     this.publish(w.req.inbox, { id: w.req.id, seq: w.seq, revision, ...extra }, events);
   }
 
   private sendGroup(g: Group, events: Uint8Array, revision: number, progress = false): void {
     g.seq++;
     g.lastSent = performance.now();
-    this.counters.groupMessages++;
+    this.traffic.groupMessages++;
     const head: Omit<WatchGroupMessage, 'events'> = {
       group: g.token,
       gen: g.gen,
