@@ -269,7 +269,7 @@ export class Client implements AsyncDisposable {
   watch(target: WatchTarget, options: WatchOptions = {}): AsyncIterableIterator<WatchItem> {
     const s = this.session;
     if (s === null) throw new TypeError('watch needs a session: connect with session enabled');
-    this.groups ??= new WatchGroups(this.nc);
+    this.groups ??= new WatchGroups(this);
     return new WatchStream(this, this.groups, s, target, options);
   }
 
@@ -294,14 +294,6 @@ export class Client implements AsyncDisposable {
       options.timeoutMs,
     );
   }
-
-  /**
-   * @internal The node this client's watches go to while it answers, so that watches of one
-   * target share one stream (and one subscription) instead of one per node.
-   */
-  watchNode: string | null = null;
-  /** @internal The any-node watch request that is choosing `watchNode`. */
-  watchNodeChosen: Promise<unknown> | null = null;
 
   /** @internal */
   publish(op: Op, node: string, body: unknown): void {

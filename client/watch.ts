@@ -78,13 +78,48 @@ interface GroupEntry {
   readonly streams: Set<WatchStream>;
 }
 
-/** One subscription per group subject for the whole connection, shared by its streams. */
+/**
+ * What a client's watches share: one node they all go to while it answers (so watches of one
+ * target share one group there), and one subscription per group subject.
+ */
 export class WatchGroups {
   private readonly entries = new Map<string, GroupEntry>();
+  private readonly nc: NatsConnection;
   /** Set when the server refused a group subscription (an older nats.conf): direct only. */
   refused = false;
+  /** The node the watches go to, once one answered. */
+  private node: string | null = null;
+  /** The any-node request that is choosing `node`. */
+  private choosing: Promise<unknown> | null = null;
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(private readonly client: Client) {
+    this.nc = client.nc;
+  }
+
+  /**
+   * Starts a watch: on the watch node (briefly, and not at all once nobody listens there: it
+   * may be the one that died), else on any node, which becomes the watch node.
+   */
+  async request(body: ApiRequests['watch']): Promise<ApiResults['watch']> {
+    if (this.node === null && this.choosing !== null) await this.choosing.catch(() => {});
+    const node = this.node;
+    if (node !== null) {
+      try {
+        return await this.client.requestAny('watch', body, node, {
+          timeoutMs: PREFERRED_MS,
+          noRespondersFinal: true,
+        });
+      } catch (err) {
+        if (err instanceof EnsembleError && !TRANSIENT.has(err.code)) throw err;
+        if (this.node === node) this.node = null;
+      }
+    }
+    const asked = this.client.requestAny('watch', body);
+    if (this.node === null) this.choosing = asked;
+    const r = await asked;
+    this.node ??= r.node;
+    return r;
+  }
 
   /** Subscribes `stream` to `subject`; true once the server has the subscription. */
   async join(subject: string, stream: WatchStream): Promise<boolean> {
@@ -211,30 +246,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       ...(this.options.prevValue ? { prevValue: true } : {}),
       ...(this.options.progressNotify ? { progressNotify: true } : {}),
     } as ApiRequests['watch'];
-    // The client's watch node first (briefly, and not at all once nobody listens there: it may
-    // be the one that died), else any node.
-    const ask = (node: string) =>
-      this.client.requestAny('watch', body, node, { timeoutMs: PREFERRED_MS, noRespondersFinal: true });
-    const preferred = this.client.watchNode;
-    let r: ApiResults['watch'] | null = null;
-    if (preferred !== null) {
-      r = await ask(preferred).catch((err) => {
-        if (err instanceof EnsembleError && !TRANSIENT.has(err.code)) throw err;
-        if (this.client.watchNode === preferred) this.client.watchNode = null;
-        return null;
-      });
-    }
-    if (r === null && this.client.watchNode === null && this.client.watchNodeChosen !== null) {
-      await this.client.watchNodeChosen.catch(() => {}); // another watch is choosing it now
-      const chosen = this.client.watchNode as string | null;
-      if (chosen !== null) r = await ask(chosen).catch(() => null);
-    }
-    if (r === null) {
-      const asked = this.client.requestAny('watch', body);
-      if (this.client.watchNode === null) this.client.watchNodeChosen = asked;
-      r = await asked;
-    }
-    this.client.watchNode ??= r.node;
+    const r = await this.groups.request(body);
     if (id !== this.id) return;
     this.node = r.node;
     this.nextRevision ??= r.revision;
