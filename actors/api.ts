@@ -301,10 +301,8 @@ export class Api {
         case 'status':
           return this.answer(reply, { result: this.status() });
         case 'sessionKeepalive': {
-          const s = this.opts.tree.session(v.request.id);
-          if (s === null || !sameBytes(s.secret, v.request.secret)) {
-            return this.answer(reply, { error: new SessionExpiredError(v.request.id) });
-          }
+          const s = this.knownSession(v.request.id, v.request.secret);
+          if (s === null) return this.answer(reply, { error: new SessionExpiredError(v.request.id) });
           this.opts.onKeepalive?.(v.request.id);
           return this.answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
         }
@@ -335,8 +333,7 @@ export class Api {
         case 'watchAck': {
           const r = v.request;
           // Synchronous: a watch exists here only for a session this node knows.
-          const s = this.opts.tree.session(r.session);
-          if (s === null || !sameBytes(s.secret, r.secret)) {
+          if (this.knownSession(r.session, r.secret) === null) {
             this.counters.badInput++;
             return this.answer(reply, { error: new SessionExpiredError(r.session) });
           }
@@ -489,11 +486,16 @@ export class Api {
     });
   }
 
+  /** The session if this node knows it and `secret` is its secret, else null. */
+  private knownSession(id: string, secret: Uint8Array) {
+    const s = this.opts.tree.session(id);
+    return s !== null && sameBytes(s.secret, secret) ? s : null;
+  }
+
   /** Checks a session's secret here, after a barrier when the session is not known yet. */
   private async sessionOk(id: string, secret: Uint8Array): Promise<boolean> {
-    let s = this.opts.tree.session(id);
-    if (s === null && (await this.barrier())) s = this.opts.tree.session(id);
-    return s !== null && sameBytes(s.secret, secret);
+    if (this.opts.tree.session(id) === null && !(await this.barrier())) return false;
+    return this.knownSession(id, secret) !== null;
   }
 
   private serve(p: { readonly req: ValidRequest; readonly reply: Reply }): void {
