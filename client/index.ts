@@ -8,12 +8,16 @@
  *
  * Writes and linearizable reads go straight to the leader's per-node subject once the client
  * knows it (from NOT_LEADER hints and status); before that, to the any-node subject, where
- * followers forward. Every write is tagged with the client's session and a sequence number
- * (Raft thesis §6.3), so a retry after a timeout or a leader change returns the first answer
- * and never applies twice. NOT_LEADER, NO_QUORUM and TIMEOUT are retried with backoff until the
- * request's deadline; every other error is thrown as its own class (protocol/errors.ts).
+ * followers forward. Every write is tagged with a session and a sequence number (Raft thesis
+ * §6.3), so a retry after a timeout or a leader change returns the first answer and never applies
+ * twice. NOT_LEADER, NO_QUORUM and TIMEOUT are retried with backoff until the request's deadline;
+ * every other error is thrown as its own class (protocol/errors.ts, client/errors.ts).
+ *
+ * Lifecycle: `close()` ends the sessions (their ephemeral keys go at once), every open watch and
+ * every pending request or waiting recipe with a `ClosedError`, and the connection; nothing the
+ * client started keeps the process alive afterwards.
  */
-import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
+import { type ConnectionOptions, type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import type {
   ApiRequests,
   ApiResults,
@@ -28,10 +32,39 @@ import type {
 import { decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
 import { EnsembleError, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
 import { inboxPrefix, type Subjects, subjects as subjectTable } from '../protocol/subjects.ts';
-import { type SessionListener, SessionRunner } from './session.ts';
+import { ClosedError } from './errors.ts';
+import { Barrier, type BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
+import { Config, type ConfigOptions } from './recipes/config.ts';
+import { Counter } from './recipes/counter.ts';
+import { Election } from './recipes/election.ts';
+import { Lock, ReadWriteLock, type RecipeOptions } from './recipes/lock.ts';
+import { Queue } from './recipes/queue.ts';
+import { Registry } from './recipes/registry.ts';
+import { Semaphore } from './recipes/semaphore.ts';
+import { Session, type SessionListener, SessionRunner, type SessionState, within } from './session.ts';
+import { abortable, bytes, type Value } from './util.ts';
 import { WatchGroups, type WatchItem, type WatchOptions, WatchStream, type WatchTarget } from './watch.ts';
 
 export * from '../protocol/errors.ts';
+export * from './errors.ts';
+export type { Barrier, BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
+export type { Config, ConfigOptions, ConfigSchema, ConfigSnapshot } from './recipes/config.ts';
+export type { Counter } from './recipes/counter.ts';
+export type { Election, LeaderInfo } from './recipes/election.ts';
+export type { AcquireOptions, Lock, LockHold, ReadWriteLock, RecipeOptions } from './recipes/lock.ts';
+export type { Queue, QueueItem, TakeOptions } from './recipes/queue.ts';
+export type {
+  Health,
+  Instance,
+  InstanceInfo,
+  PickStrategy,
+  Registration,
+  Registry,
+  ServiceView,
+} from './recipes/registry.ts';
+export type { Permit, Semaphore } from './recipes/semaphore.ts';
+export type { Session, SessionListener, SessionState } from './session.ts';
+export type { Value } from './util.ts';
 export type {
   Compare,
   KeyMeta,
@@ -46,7 +79,7 @@ export type {
 
 export interface ConnectOptions {
   /** NATS server URLs (give all of them). */
-  readonly servers: string | readonly string[];
+  readonly servers?: string | readonly string[];
   /** The cluster name (default `dev`). */
   readonly cluster?: string;
   readonly prefix?: string;
@@ -57,13 +90,16 @@ export interface ConnectOptions {
   readonly timeoutMs?: number;
   /** Session TTL (default 10 s). Keepalives go every third of it. */
   readonly sessionTtlMs?: number;
-  /** Open a session at connect (default true): needed for ephemeral keys and exactly-once. */
+  /** Open a session at connect (default true): needed for ephemeral keys, watches and recipes. */
   readonly session?: boolean;
-  /** Use an existing NATS connection (not closed by `close`). */
+  /**
+   * An existing NATS connection to use (`close` leaves it open). Nodes answer into the
+   * requester's inbox and nats.conf lets a user read only below `_INBOX.<user>`, so it must have
+   * been opened with `inboxPrefix: '_INBOX.<user>'` (`user`, or the connection's own user);
+   * `connect` checks that and throws a `TypeError` otherwise.
+   */
   readonly nats?: NatsConnection;
 }
-
-export type Value = string | Uint8Array;
 
 export interface ReadOptions {
   /** A local, possibly stale read on whichever node answers (default: linearizable). */
@@ -76,11 +112,23 @@ export interface PageOptions extends ReadOptions {
   readonly after?: string;
 }
 
-export interface PutOptions {
+export interface WriteOptions {
+  /** The session the write is tagged with (default: the connection's own session). Ephemeral
+   * keys belong to it. */
+  readonly session?: Session;
+}
+
+export interface PutOptions extends WriteOptions {
   readonly ifAbsent?: boolean;
   readonly ifVersion?: number;
-  /** Deleted when this client's session ends. */
+  /** Deleted when the write's session ends. */
   readonly ephemeral?: boolean;
+}
+
+export interface TxnSpec extends WriteOptions {
+  readonly compare: readonly Compare[];
+  readonly success: readonly TxnOp[];
+  readonly failure?: readonly TxnOp[];
 }
 
 export interface SessionInfo {
@@ -88,50 +136,62 @@ export interface SessionInfo {
   readonly ttlMs: number;
 }
 
-const enc = new TextEncoder();
-const bytes = (v: Value): Uint8Array => (typeof v === 'string' ? enc.encode(v) : v);
 const retryable = (e: unknown): boolean =>
   e instanceof EnsembleError && (e.code === 'NOT_LEADER' || e.code === 'NO_QUORUM' || e.code === 'TIMEOUT');
 
+type WriteOp = 'put' | 'delete' | 'txn' | 'createSequential';
+
 export class Client implements AsyncDisposable {
   private leader: string | null = null;
-  private seq = 0;
-  private readonly unanswered = new Set<number>();
-  private runner: SessionRunner | null = null;
   private groups: WatchGroups | null = null;
+  private readonly sessions = new Set<Session>();
+  private readonly watches = new Set<WatchStream>();
+  /** Aborted (reason: ClosedError) when `close` begins: pending requests and waits end with it. */
+  private readonly closing = new AbortController();
+  private registryInstance: Registry | null = null;
+  /** The connection's own session (reopened by itself after LOST), or null without one. */
+  defaultSession: Session | null = null;
   closed = false;
 
+  /** @internal use `connect` */
   constructor(
     readonly nc: NatsConnection,
     private readonly subjects: Subjects,
     private readonly opts: ConnectOptions,
     private readonly ownsConnection: boolean,
+    /** @internal */
+    readonly inboxUser: string,
   ) {}
 
   get cluster(): string {
     return this.subjects.cluster;
   }
 
-  /** The session opened at connect, or null. */
-  get sessionInfo(): SessionInfo | null {
-    const s = this.session;
-    return s && { id: s.id, ttlMs: s.ttlMs };
+  /** The default request deadline, retries included. */
+  get timeoutMs(): number {
+    return this.opts.timeoutMs ?? 10_000;
   }
 
-  private get session(): { id: string; secret: Uint8Array; ttlMs: number } | null {
-    return this.runner?.current ?? null;
+  /** Aborts (reason: `ClosedError`) when the client closes. */
+  get signal(): AbortSignal {
+    return this.closing.signal;
+  }
+
+  /** The connection's session, or null. */
+  get sessionInfo(): SessionInfo | null {
+    const s = this.defaultSession;
+    return s?.id ? { id: s.id, ttlMs: s.ttlMs } : null;
   }
 
   /** Connection state of the session (CONNECTED, SUSPENDED, RECONNECTED, LOST, CLOSED), as
    * Curator reports it; returns a function that stops listening. */
   onSessionState(listener: SessionListener): () => void {
-    if (this.runner === null) throw new TypeError('no session: connect with session enabled');
-    return this.runner.onState(listener);
+    return this.needSession().onState(listener);
   }
 
   /** The session's current connection state, or null without a session. */
-  get sessionState(): string | null {
-    return this.runner?.state ?? null;
+  get sessionState(): SessionState | null {
+    return this.defaultSession?.state ?? null;
   }
 
   /** Asks any node who leads, so writes go straight there (best effort). */
@@ -143,8 +203,39 @@ export class Client implements AsyncDisposable {
     }
   }
 
-  /** Opens the session and keeps it alive (the session machine, machines/session). */
+  /**
+   * Opens another session with its own TTL (etcd's leases): keys written with `{ session }` are
+   * tied to its life, recipes given `{ session }` hold through it. Kept alive until `revoke()`
+   * (or the client closes); once lost it stays ended.
+   */
+  async session(options: { readonly ttlMs: number }): Promise<Session> {
+    if (!Number.isFinite(options?.ttlMs) || options.ttlMs <= 0)
+      throw new RangeError('session: ttlMs must be a positive number of milliseconds');
+    this.checkOpen();
+    const s = this.startSession(options.ttlMs, false);
+    try {
+      await within(s.ready, this.timeoutMs, 'could not open a session in time');
+    } catch (err) {
+      await s.revoke().catch(() => {});
+      throw err;
+    }
+    return s;
+  }
+
+  /** @internal Opens the connection's own session. */
   async openSession(ttlMs: number): Promise<void> {
+    const s = this.startSession(ttlMs, true);
+    this.defaultSession = s;
+    void (async () => {
+      for await (const st of this.nc.status()) {
+        if (st.type === 'disconnect') for (const x of this.sessions) x.runner.serverLost();
+        if (st.type === 'reconnect') for (const x of this.sessions) x.runner.serverBack();
+      }
+    })().catch(() => {});
+    await within(s.ready, this.timeoutMs, 'could not open a session in time');
+  }
+
+  private startSession(ttlMs: number, reopen: boolean): Session {
     const runner = new SessionRunner(
       {
         open: async (ttl) => {
@@ -163,28 +254,21 @@ export class Client implements AsyncDisposable {
           if (!r.ok) throw r.error;
         },
         close: async (id, secret) => {
-          await this.call('sessionClose', { id, secret });
+          await this.call('sessionClose', { id, secret }, { timeoutMs: 3000, unstoppable: true });
         },
         failover: () => {
           this.leader = null;
         },
       },
       ttlMs,
+      reopen,
     );
-    this.runner = runner;
-    void (async () => {
-      for await (const s of this.nc.status()) {
-        if (s.type === 'disconnect') runner.serverLost();
-        if (s.type === 'reconnect') runner.serverBack();
-      }
-    })().catch(() => {});
-    const deadline = this.opts.timeoutMs ?? 10_000;
-    await Promise.race([
-      runner.ready,
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new TimeoutError('could not open a session in time')), deadline),
-      ),
-    ]);
+    const session = new Session(runner, async () => {
+      this.sessions.delete(session);
+      await runner.close();
+    });
+    this.sessions.add(session);
+    return session;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -194,6 +278,11 @@ export class Client implements AsyncDisposable {
     return (await this.call('get', { key, ...options })).kv;
   }
 
+  /** A get that also tells the revision it read at (to watch from the next one). */
+  async read(key: string, options: ReadOptions = {}): Promise<ApiResults['get']> {
+    return this.call('get', { key, ...options });
+  }
+
   /** The value as text, or null. */
   async getText(key: string, options: ReadOptions = {}): Promise<string | null> {
     const kv = await this.get(key, options);
@@ -201,13 +290,18 @@ export class Client implements AsyncDisposable {
   }
 
   async put(key: string, value: Value, options: PutOptions = {}): Promise<KeyMeta & { revision: number }> {
-    const r = await this.write('put', { key, value: bytes(value), ...options });
+    const { session, ...rest } = options;
+    const r = await this.write('put', { key, value: bytes(value), ...rest }, session);
     return { ...r.kv, revision: r.revision };
   }
 
   /** Deletes `key` (and everything below it with `subtree`); returns how many keys went. */
-  async delete(key: string, options: { subtree?: boolean; ifVersion?: number } = {}): Promise<number> {
-    return (await this.write('delete', { key, ...options })).deleted;
+  async delete(
+    key: string,
+    options: WriteOptions & { subtree?: boolean; ifVersion?: number } = {},
+  ): Promise<number> {
+    const { session, ...rest } = options;
+    return (await this.write('delete', { key, ...rest }, session)).deleted;
   }
 
   async list(key: string, options: PageOptions = {}): Promise<ApiResults['list']> {
@@ -218,12 +312,33 @@ export class Client implements AsyncDisposable {
     return this.call('range', { prefix, ...options });
   }
 
-  async txn(t: { compare: readonly Compare[]; success: readonly TxnOp[]; failure?: readonly TxnOp[] }) {
-    return this.write('txn', { compare: t.compare, success: t.success, failure: t.failure ?? [] });
+  /** Every key starting with `prefix`, all pages, read at one revision. */
+  async rangeAll(
+    prefix: string,
+    options: ReadOptions = {},
+  ): Promise<{ readonly kvs: KeyValue[]; readonly revision: number }> {
+    const kvs: KeyValue[] = [];
+    let r = await this.range(prefix, options);
+    const revision = r.revision;
+    kvs.push(...r.kvs);
+    while (r.more && r.kvs.length > 0) {
+      r = await this.range(prefix, { ...options, revision, after: r.kvs.at(-1)!.key });
+      kvs.push(...r.kvs);
+    }
+    return { kvs, revision };
   }
 
-  async createSequential(prefix: string, value: Value, options: { ephemeral?: boolean } = {}) {
-    const r = await this.write('createSequential', { prefix, value: bytes(value), ...options });
+  async txn(t: TxnSpec): Promise<ApiResults['txn']> {
+    return this.write('txn', { compare: t.compare, success: t.success, failure: t.failure ?? [] }, t.session);
+  }
+
+  async createSequential(
+    prefix: string,
+    value: Value,
+    options: WriteOptions & { ephemeral?: boolean } = {},
+  ): Promise<KeyMeta & { revision: number }> {
+    const { session, ...rest } = options;
+    const r = await this.write('createSequential', { prefix, value: bytes(value), ...rest }, session);
     return { ...r.kv, revision: r.revision };
   }
 
@@ -264,13 +379,86 @@ export class Client implements AsyncDisposable {
    * Events of a key, a prefix or a subtree, from `fromRevision` on (default: from now), in
    * revision order, with no gaps and no duplicates, across node failures: the stream resumes on
    * another node from the last revision it delivered. Ends with a `CompactedError` when the
-   * revision asked for was compacted. Break out of the loop (or `return()`) to cancel.
+   * revision asked for was compacted, with a `ClosedError` when the client closes. Break out of
+   * the loop (or `return()`) to cancel.
    */
-  watch(target: WatchTarget, options: WatchOptions = {}): AsyncIterableIterator<WatchItem> {
-    const s = this.session;
-    if (s === null) throw new TypeError('watch needs a session: connect with session enabled');
+  watch(target: WatchTarget, options: WatchOptions = {}): WatchStream {
+    this.checkOpen();
+    const s = this.defaultSession?.runner.current;
+    if (!s) throw new TypeError('watch needs a session: connect with session enabled');
     this.groups ??= new WatchGroups(this);
-    return new WatchStream(this, this.groups, s, target, options);
+    const stream = new WatchStream(this, this.groups, s, target, options, () => this.watches.delete(stream));
+    this.watches.add(stream);
+    return stream;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recipes (client/recipes): each built on sessions, sequential ephemeral keys, txn and watches.
+
+  /** A FIFO-fair mutex with a fencing token (keys under `/locks/<name>`). */
+  lock(name: string, options: RecipeOptions = {}): Lock {
+    return new Lock(this, name, options);
+  }
+
+  /** Shared readers, exclusive writers, in arrival order (keys under `/locks/<name>`). */
+  readWriteLock(name: string, options: RecipeOptions = {}): ReadWriteLock {
+    return new ReadWriteLock(this, name, options);
+  }
+
+  /** Leader election with a fencing token (keys under `/elections/<name>`). */
+  election(name: string, options: RecipeOptions = {}): Election {
+    return new Election(this, name, options);
+  }
+
+  /** A barrier one party sets and removes while others wait on it (key `/barriers/<name>`). */
+  barrier(name: string, options: BarrierOptions = {}): Barrier {
+    return new Barrier(this, name, options);
+  }
+
+  /** `count` parties enter together and leave together (keys under `/barriers/<name>`). */
+  doubleBarrier(name: string, count: number, options: RecipeOptions = {}): DoubleBarrier {
+    return new DoubleBarrier(this, name, count, options);
+  }
+
+  /** At most `permits` holders at a time, in arrival order (keys under `/semaphores/<name>`). */
+  semaphore(name: string, permits: number, options: RecipeOptions = {}): Semaphore {
+    return new Semaphore(this, name, permits, options);
+  }
+
+  /** A distributed FIFO queue whose items are each completed exactly once (`/queues/<name>`). */
+  queue(name: string, options: RecipeOptions = {}): Queue {
+    return new Queue(this, name, options);
+  }
+
+  /** An integer changed atomically (key `/counters/<name>`). */
+  counter(name: string, options: RecipeOptions = {}): Counter {
+    return new Counter(this, name, options);
+  }
+
+  /** The keys under `prefix` as one typed configuration, with live updates. */
+  config<T = Record<string, string>>(prefix: string, options: ConfigOptions<T> = {}): Config<T> {
+    return new Config<T>(this, prefix, options);
+  }
+
+  /** Service registration and discovery under `/services/<service>/<instance>`. */
+  get registry(): Registry {
+    this.registryInstance ??= new Registry(this);
+    return this.registryInstance;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internal: used by watches and recipes.
+
+  /** @internal The connection's session; throws a `TypeError` without one. */
+  needSession(): Session {
+    if (this.defaultSession === null)
+      throw new TypeError('this needs a session: connect without `session: false`');
+    return this.defaultSession;
+  }
+
+  /** @internal Throws `ClosedError` once `close` has begun. */
+  checkOpen(): void {
+    if (this.closing.signal.aborted) throw new ClosedError();
   }
 
   /**
@@ -307,35 +495,28 @@ export class Client implements AsyncDisposable {
     }
   }
 
-  /** @internal */
-  get inboxUser(): string {
-    return this.opts.user ?? 'client';
-  }
-
-  // -------------------------------------------------------------------------------------------
-
-  /** A write in the session: one sequence number for every retry of it. */
-  private async write<K extends 'put' | 'delete' | 'txn' | 'createSequential'>(
+  /** A write, tagged with `session` (default: the connection's own, if any). */
+  private async write<K extends WriteOp>(
     op: K,
     body: Omit<ApiRequests[K], 'client'>,
+    session: Session | undefined = this.defaultSession ?? undefined,
   ): Promise<ApiResults[K]> {
-    const s = this.session;
-    if (s === null) return this.call(op, body as ApiRequests[K]);
-    const seq = ++this.seq;
-    this.unanswered.add(seq);
+    this.checkOpen();
+    if (session === undefined) return this.call(op, body as ApiRequests[K]);
+    const { tag, end } = await session.begin();
     try {
-      const lowSeq = Math.min(...this.unanswered);
-      return await this.call(op, {
-        ...body,
-        client: { session: s.id, secret: s.secret, seq, lowSeq },
-      } as ApiRequests[K]);
+      return await this.call(op, { ...body, client: tag } as ApiRequests[K]);
     } finally {
-      this.unanswered.delete(seq);
+      end();
     }
   }
 
   /** Sends to the leader when known, else to any node; retries what is worth retrying. */
-  private call<K extends Op>(op: K, body: ApiRequests[K]): Promise<ApiResults[K]> {
+  private call<K extends Op>(
+    op: K,
+    body: ApiRequests[K],
+    options: { readonly timeoutMs?: number; readonly unstoppable?: boolean } = {},
+  ): Promise<ApiResults[K]> {
     return this.retrying(
       op,
       body,
@@ -344,21 +525,26 @@ export class Client implements AsyncDisposable {
         if (err instanceof NotLeaderError) this.leader = err.leader;
         else if (!(err instanceof EnsembleError)) this.leader = null; // no responders, transport trouble
       },
+      options.timeoutMs,
+      options.unstoppable,
     );
   }
 
   /**
    * Sends `body` to `subject()` until an answer, a final error or the deadline: NOT_LEADER,
    * NO_QUORUM, TIMEOUT and transport failures are retried with backoff, after `noted` saw them
-   * (it may throw to stop).
+   * (it may throw to stop). `close` ends it with a `ClosedError` unless `unstoppable` (the
+   * session close itself).
    */
   private async retrying<K extends Op>(
     op: K,
     body: ApiRequests[K],
     subject: () => string,
     noted: (err: unknown) => void = () => {},
-    timeoutMs = this.opts.timeoutMs ?? 10_000,
+    timeoutMs = this.timeoutMs,
+    unstoppable = false,
   ): Promise<ApiResults[K]> {
+    const stop = unstoppable ? null : this.closing.signal;
     const deadline = performance.now() + timeoutMs;
     let delay = 20;
     for (;;) {
@@ -367,19 +553,17 @@ export class Client implements AsyncDisposable {
           subject(),
           body,
           Math.max(100, Math.min(3000, deadline - performance.now())),
+          stop,
         );
       } catch (err) {
+        if (err instanceof ClosedError) throw err;
         noted(err);
-        if (
-          !(retryable(err) || !(err instanceof EnsembleError)) ||
-          performance.now() + delay > deadline ||
-          this.closed
-        ) {
+        if (!(retryable(err) || !(err instanceof EnsembleError)) || performance.now() + delay > deadline) {
           throw err instanceof EnsembleError
             ? err
             : new TimeoutError(`${op} failed: ${(err as Error).message}`, { cause: err });
         }
-        await new Promise((r) => setTimeout(r, delay));
+        await abortable(new Promise((r) => setTimeout(r, delay)), stop);
         delay = Math.min(500, delay * 2);
       }
     }
@@ -389,23 +573,41 @@ export class Client implements AsyncDisposable {
     subject: string,
     body: unknown,
     timeout = 3000,
+    stop: AbortSignal | null = this.closing.signal,
   ): Promise<ApiResults[K]> {
-    const msg = await this.nc.request(subject, encodeEnvelope(body, { cluster: this.subjects.cluster }), {
-      timeout,
-    });
+    if (stop?.aborted) throw stop.reason;
+    const msg = await abortable(
+      this.nc.request(subject, encodeEnvelope(body, { cluster: this.subjects.cluster }), { timeout }),
+      stop,
+    );
     // A follower relayed the leader's answer: talk to the leader directly from now on.
     const hinted = msg.headers?.get(LEADER_HEADER);
     if (hinted) this.leader = hinted;
     const r = decodeReply<ApiResults[K]>(msg.data, { cluster: this.subjects.cluster });
-    if (!r.ok) throw r.error;
+    if (!r.ok) {
+      if (r.error.code === 'SESSION_EXPIRED') this.sessionExpired(body);
+      throw r.error;
+    }
     return r.result;
   }
 
-  /** Closes the session (its ephemeral keys go at once) and the connection. */
+  /** A write of a session the cluster no longer knows: tell that session's machine. */
+  private sessionExpired(body: unknown): void {
+    const id = (body as { client?: { session?: unknown } } | null)?.client?.session;
+    for (const s of this.sessions) if (s.id !== null && s.id === id) s.runner.expired();
+  }
+
+  /**
+   * Ends every open watch and pending request with a `ClosedError`, closes the sessions (their
+   * ephemeral keys go at once) and the connection (unless it was given in `nats`).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.runner?.close().catch(() => {});
     this.closed = true;
+    this.closing.abort(new ClosedError());
+    for (const w of [...this.watches]) w.close(new ClosedError());
+    await Promise.all([...this.sessions].map((s) => s.revoke().catch(() => {})));
+    this.registryInstance?.stop();
     if (this.ownsConnection) await this.nc.close();
   }
 
@@ -414,23 +616,33 @@ export class Client implements AsyncDisposable {
   }
 }
 
-export async function connect(options: ConnectOptions): Promise<Client> {
+/** Connects to the cluster and (unless `session: false`) opens the connection's session. */
+export async function connect(options: ConnectOptions = {}): Promise<Client> {
   const cluster = options.cluster ?? 'dev';
   const subjects = subjectTable({ cluster, ...(options.prefix ? { prefix: options.prefix } : {}) });
-  const servers = typeof options.servers === 'string' ? [options.servers] : [...options.servers];
-  const user = options.user ?? 'client';
-  const nc =
-    options.nats ??
-    (await natsConnect({
-      servers,
+  let user = options.user ?? 'client';
+  let nc = options.nats;
+  if (nc !== undefined) {
+    const own = (nc as { options?: ConnectionOptions }).options;
+    user = options.user ?? own?.user ?? user;
+    const wanted = inboxPrefix(user);
+    if (own !== undefined && own.inboxPrefix !== wanted)
+      throw new TypeError(
+        `the NATS connection's inbox prefix is ${JSON.stringify(own.inboxPrefix ?? '_INBOX')}, but nodes answer user ${user} only below ${wanted}: connect it with { inboxPrefix: '${wanted}' }`,
+      );
+  } else {
+    const given = options.servers ?? 'nats://127.0.0.1:4222';
+    nc = await natsConnect({
+      servers: typeof given === 'string' ? [given] : [...given],
       ...(options.user !== undefined || options.pass !== undefined ? { user } : {}),
       ...(options.pass !== undefined ? { pass: options.pass } : {}),
       inboxPrefix: inboxPrefix(user),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 200,
       name: `ensemble-client-${cluster}`,
-    }));
-  const client = new Client(nc, subjects, options, options.nats === undefined);
+    });
+  }
+  const client = new Client(nc, subjects, options, options.nats === undefined, user);
   await client.learnLeader();
   if (options.session !== false) {
     try {

@@ -201,6 +201,8 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     private readonly session: { id: string; secret: Uint8Array },
     private readonly target: WatchTarget,
     private readonly options: WatchOptions,
+    /** Called once when the stream ends, however it ends. */
+    private readonly onEnd: () => void = () => {},
   ) {
     this.nextRevision = options.fromRevision;
     this.highWater = options.highWater ?? 10_000;
@@ -216,6 +218,15 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       Math.max(100, silence / 4),
     );
     this.watchdog.unref?.();
+  }
+
+  /**
+   * The revision of the next event already received and not yet taken, or undefined when none
+   * is: a revision is complete once the next buffered event has another one (or none is left),
+   * since a node never splits a revision across messages.
+   */
+  get bufferedRevision(): number | undefined {
+    return this.items[0]?.revision;
   }
 
   /** Whether the stream currently follows its node's shared group stream. */
@@ -344,6 +355,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
         this.ackTimer = null;
         if (this.consumedSeq > this.ackedSeq) this.sendAck(false);
       }, ACK_DELAY_MS);
+      this.ackTimer.unref();
     }
   }
 
@@ -418,6 +430,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       }
       if (this.failure !== null) {
         const err = this.failure;
+        this.failure = null;
         await this.return();
         throw err;
       }
@@ -429,13 +442,29 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     }
   }
 
+  /**
+   * Ends the stream at once with `err` (the client is closing: its session's end cancels the
+   * watch on the node): a waiting or later `next()` throws it once, then the stream is done.
+   */
+  close(err: unknown): void {
+    if (this.ended) return;
+    this.failure = err;
+    this.items.length = 0;
+    this.end();
+  }
+
+  private end(): void {
+    this.ended = true;
+    clearInterval(this.watchdog);
+    this.detach();
+    this.wake();
+    this.onEnd();
+  }
+
   async return(): Promise<IteratorResult<WatchItem>> {
     if (!this.ended) {
-      this.ended = true;
-      clearInterval(this.watchdog);
       const [node, id] = [this.node, this.id];
-      this.detach();
-      this.wake();
+      this.end();
       if (node !== '' && id !== '') {
         await this.client
           .requestAny('watchCancel', { id, session: this.session.id, secret: this.session.secret }, node)

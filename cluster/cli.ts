@@ -14,8 +14,6 @@ import { Command, Option } from 'commander';
 import { type Client, connect } from '../client/index.ts';
 import type { KeyValue } from '../protocol/api.ts';
 import { DEV_PASSWORDS } from './nats-server.ts';
-import { runNode } from './node-main.ts';
-import { runUp } from './up.ts';
 
 const env = process.env;
 const program = new Command()
@@ -113,6 +111,8 @@ program
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (o) => {
     const file = o.config ? (JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>) : {};
+    // Loaded only here: client commands start without RocksDB, metrics and the node runtime.
+    const { runNode } = await import('./node-main.ts');
     await runNode({
       ...file,
       ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
@@ -128,7 +128,7 @@ program
   .option('--port <port>', 'NATS client port', '4222')
   .option('--nats-cluster', 'run 3 NATS servers joined by routes (no single point of failure)', false)
   .option('--json', 'print where everything is as JSON')
-  .action((o) => runUp(o).catch(fail));
+  .action((o) => import('./up.ts').then(({ runUp }) => runUp(o)).catch(fail));
 
 clientOptions(program.command('get <key>').description('read a key'))
   .option('--serializable', 'local read on whichever node answers (may be stale)')
