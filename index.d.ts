@@ -1,2 +1,3 @@
-// The `ensemble` package's client API is the client-only package's: one copy of every class.
-export * from '@ensemble/client';
+// The `ensemble` package's client API is the client package's build (`@ensemble/client`,
+// client/), shipped inside this package too, so `import { connect } from 'ensemble'` works alone.
+export * from './client/dist/client/index.js';

@@ -17,6 +17,7 @@
  * every pending request or waiting recipe with a `ClosedError`, and the connection; nothing the
  * client started keeps the process alive afterwards.
  */
+import { setMaxListeners } from 'node:events';
 import { type ConnectionOptions, type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import type {
   ApiRequests,
@@ -161,7 +162,10 @@ export class Client implements AsyncDisposable {
     private readonly ownsConnection: boolean,
     /** @internal */
     readonly inboxUser: string,
-  ) {}
+  ) {
+    // Every pending request and every waiting recipe listens here: no leak, just many.
+    setMaxListeners(0, this.closing.signal);
+  }
 
   get cluster(): string {
     return this.subjects.cluster;

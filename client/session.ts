@@ -7,6 +7,7 @@
  * application holds: the connection's own session, or another one from `client.session()` (etcd's
  * leases: keys tied to a shorter or longer life than the connection's).
  */
+import { setMaxListeners } from 'node:events';
 import { createActor } from 'xstate';
 import type { ConnectionState, SessionEffect, SessionEvent } from '../machines/session/index.ts';
 import { sessionMachine } from '../machines/session/index.ts';
@@ -260,7 +261,10 @@ export class Session implements AsyncDisposable {
   get signal(): AbortSignal {
     const id = this.id;
     if (id === null) throw new SessionLostError(this.runner.state, 'the session is not open');
-    if (this.hold === null || this.hold.id !== id) this.hold = { id, ctl: new AbortController() };
+    if (this.hold === null || this.hold.id !== id) {
+      this.hold = { id, ctl: new AbortController() };
+      setMaxListeners(0, this.hold.ctl.signal); // one listener per wait or hold in the session
+    }
     return this.hold.ctl.signal;
   }
 

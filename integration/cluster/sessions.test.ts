@@ -99,7 +99,7 @@ test.serial(
   'a keepalive with a forged secret is refused and keeps nothing alive; a real one is acknowledged',
   async (t) => {
     const c = await cluster.client();
-    const s = (c as unknown as { session: { id: string; secret: Uint8Array } }).session;
+    const s = c.defaultSession!.runner.current!;
     const nc = await harness.connect('client');
     const ask = async (secret: Uint8Array) =>
       decodeReply(

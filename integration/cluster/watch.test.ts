@@ -109,7 +109,7 @@ test.serial('a watcher that never acknowledges stalls neither writes nor other w
   const session = c.sessionInfo!;
   // A raw client that starts a watch and then never reads or acknowledges.
   const nc = await harness.connect('client');
-  const secret = (c as unknown as { session: { secret: Uint8Array } }).session.secret;
+  const secret = c.defaultSession!.runner.current!.secret;
   const inbox = `_INBOX.client.slow.watch.s1`;
   const r = decodeReply(
     (
@@ -147,7 +147,7 @@ test.serial('a watcher that never acknowledges stalls neither writes nor other w
 test.serial('bad watch requests get typed errors', async (t) => {
   const c = await cluster.client();
   const nc = await harness.connect('client');
-  const s = (c as unknown as { session: { id: string; secret: Uint8Array } }).session;
+  const s = c.defaultSession!.runner.current!;
   const ask = async (op: string, body: unknown) =>
     decodeReply(
       (await nc.request(`ensemble.watch.node.n1.api.${op}`, encodeEnvelope(body, { cluster: 'watch' }))).data,
