@@ -227,6 +227,7 @@ export function renderAuthorization(): string {
       '      permissions: {',
       `        publish: { allow: ${quoteList(p.publish)} }`,
       `        subscribe: { allow: ${quoteList(p.subscribe)} }`,
+      ...(p.allowResponses ? ['        allow_responses: true'] : []),
       '      }',
       '    }',
     ].join('\n');

@@ -190,20 +190,31 @@ export function watchInbox(inbox: string, watchId: string): string {
 export interface UserPermissions {
   readonly publish: readonly string[];
   readonly subscribe: readonly string[];
+  /** May answer requests it received (publish to their reply subjects, once each). */
+  readonly allowResponses: boolean;
 }
+
+/**
+ * Applications' own subjects (`app.>`): client users may publish, subscribe and answer requests
+ * there, so services registered in Ensemble can also call each other over the same NATS (the
+ * examples do). Ensemble itself never uses them.
+ */
+export const APP_SUBJECTS = 'app.>';
 
 /**
  * The NATS permissions of a user, as patterns over `prefixPattern` (default `ensemble.*`: every
  * cluster under the default root). Peers may use every subject of the cluster, reply to and
  * deliver watch events into any inbox, read their own inbox, and answer service discovery
  * (`$SRV`). Clients may publish API requests and keepalives and service-discovery requests, and
- * subscribe below their own inbox and to the shared watch streams.
+ * subscribe below their own inbox and to the shared watch streams; on the applications' subjects
+ * (`app.>`) they may publish, subscribe and answer requests.
  */
 export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`): UserPermissions {
   if (user === 'peer') {
     return {
       publish: [`${prefixPattern}.>`, `${INBOX_ROOT}.>`],
       subscribe: [`${prefixPattern}.>`, `${inboxPrefix(PEER_USER)}.>`, '$SRV.>'],
+      allowResponses: false,
     };
   }
   return {
@@ -212,7 +223,9 @@ export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}
       `${prefixPattern}.node.*.api.*`,
       `${prefixPattern}.session.keepalive`,
       '$SRV.>',
+      APP_SUBJECTS,
     ],
-    subscribe: [`${inboxPrefix(user)}.>`, `${prefixPattern}.watch.*.*`],
+    subscribe: [`${inboxPrefix(user)}.>`, `${prefixPattern}.watch.*.*`, APP_SUBJECTS],
+    allowResponses: true,
   };
 }

@@ -121,6 +121,22 @@ test('a client cannot read another client inbox, nor the peers inbox, nor answer
   }
 });
 
+test('applications answer each other on app.> (a request from client, answered by client2), but not on Ensemble subjects', async (t) => {
+  const server = await h().connect('client2');
+  server.subscribe('app.greeter.one', { callback: (_, m) => m.respond(`hello ${m.string()}`) });
+  await server.flush();
+  const caller = await h().connect('client');
+  const reply = await caller.request('app.greeter.one', 'ann', { timeout: 3000 });
+  t.is(reply.string(), 'hello ann');
+  // allow_responses opens reply subjects only: client2 still cannot publish into client's inbox
+  // nor answer API requests.
+  const seen = violations(server);
+  server.publish('_INBOX.client.stolen', 'x');
+  server.subscribe(s.apiWildcard());
+  await server.flush();
+  t.true(await until(() => seen.length >= 2), JSON.stringify(seen));
+});
+
 test('a client does request/reply on the API subjects (queue group and per node) with its own inbox', async (t) => {
   const node = await h().connect('peer');
   for (const subject of [s.apiWildcard(), s.nodeApiWildcard('n1')]) {
