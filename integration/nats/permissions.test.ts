@@ -123,7 +123,11 @@ test('a client cannot read another client inbox, nor the peers inbox, nor answer
 
 test('applications answer each other on app.> (a request from client, answered by client2), but not on Ensemble subjects', async (t) => {
   const server = await h().connect('client2');
-  server.subscribe('app.greeter.one', { callback: (_, m) => m.respond(`hello ${m.string()}`) });
+  server.subscribe('app.greeter.one', {
+    callback: (_, m) => {
+      m.respond(`hello ${m.string()}`);
+    },
+  });
   await server.flush();
   const caller = await h().connect('client');
   const reply = await caller.request('app.greeter.one', 'ann', { timeout: 3000 });
