@@ -4,6 +4,7 @@
  *   ensemble up [--nodes 3|5] [--nats-cluster]      a local cluster: NATS + nodes, Ctrl-C stops it
  *   ensemble node --id n1 --data ./data/n1 --nats nats://127.0.0.1:4222 --initial-cluster n1,n2,n3
  *   ensemble get|put|del|ls|range|txn|status|members|transfer …   client commands
+ *   ensemble lock|elect|services …                 recipes (cli-recipes.ts)
  *
  * Client commands print for a person by default and one JSON document with `--json`. Options
  * also come from the environment: ENSEMBLE_NATS, ENSEMBLE_CLUSTER, ENSEMBLE_USER,
@@ -13,6 +14,14 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type Client, connect } from '../client/index.ts';
 import type { KeyValue } from '../protocol/api.ts';
+import {
+  electCommand,
+  Interrupts,
+  listenCommand,
+  lockCommand,
+  servicesCommand,
+  watchServicesCommand,
+} from './cli-recipes.ts';
 import { DEV_PASSWORDS } from './nats-server.ts';
 
 const env = process.env;
@@ -21,16 +30,20 @@ const program = new Command()
   .description('Ensemble: a coordination cluster (Raft on XState, NATS, RocksDB)')
   .showHelpAfterError();
 
-interface ClientOpts {
+interface ConnectionOpts {
   nats: string;
   cluster: string;
   user: string;
   password?: string;
   json?: boolean;
+}
+
+interface ClientOpts extends ConnectionOpts {
   timeout: string;
 }
 
-function clientOptions(cmd: Command): Command {
+/** Where and as whom to connect, and `--json`. */
+function connectionOptions(cmd: Command): Command {
   return cmd
     .addOption(
       new Option('--nats <urls>', 'NATS server URLs, comma-separated')
@@ -44,8 +57,54 @@ function clientOptions(cmd: Command): Command {
         'ENSEMBLE_PASSWORD',
       ),
     )
-    .option('--timeout <ms>', 'deadline per request, retries included', '10000')
     .option('--json', 'print JSON for programs');
+}
+
+/** The options of a one-shot client command: the connection's and a request deadline. */
+function clientOptions(cmd: Command): Command {
+  return connectionOptions(cmd).option('--timeout <ms>', 'deadline per request, retries included', '10000');
+}
+
+/** A positive number of milliseconds from an option; anything else ends the command (exit 1). */
+function millis(option: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0)
+    fail(new TypeError(`${option} must be a positive number of ms, got ${v}`));
+  return n;
+}
+
+/**
+ * Runs a command that lasts until it is interrupted or done (lock, elect, --watch): connects with
+ * a session of `ttlMs` (and a request deadline, default 10 s), hands `run` the client and the
+ * process's interrupts, then closes the client (ending the session and its keys at once) and
+ * exits with the code `run` returned, so no timer or connection can keep the process waiting.
+ */
+async function untilDone(
+  o: ConnectionOpts,
+  session: { readonly ttlMs?: number | undefined; readonly requestTimeoutMs?: number | undefined },
+  run: (c: Client, stop: Interrupts) => Promise<number>,
+): Promise<never> {
+  const stop = new Interrupts();
+  const user = o.user;
+  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+  const c = await connect({
+    servers: o.nats.split(','),
+    cluster: o.cluster,
+    user,
+    ...(pass ? { pass } : {}),
+    ...(session.ttlMs === undefined ? {} : { sessionTtlMs: session.ttlMs }),
+    ...(session.requestTimeoutMs === undefined ? {} : { timeoutMs: session.requestTimeoutMs }),
+  }).catch(fail);
+  let code: number;
+  try {
+    code = await run(c, stop);
+  } catch (err) {
+    await c.close().catch(() => {});
+    fail(err);
+  }
+  await c.close().catch(() => {});
+  process.exit(code);
 }
 
 async function withClient<T>(o: ClientOpts, session: boolean, fn: (c: Client) => Promise<T>): Promise<void> {
@@ -337,5 +396,55 @@ clientOptions(program.command('transfer [to]').description('hand leadership to a
       return r;
     }).catch(fail),
 );
+
+connectionOptions(
+  program
+    .command('lock <name> [command...]')
+    .description(
+      'take a lock (FIFO, fenced); with a command after --, run it holding the lock (env ENSEMBLE_LOCK_KEY, ENSEMBLE_LOCK_TOKEN) and exit with its code; without, print key and token and hold until Ctrl-C',
+    ),
+)
+  .option('--timeout <ms>', 'give up waiting for the lock after this long (exit code 1)')
+  .option('--ttl <ms>', 'session TTL: how long the lock outlives this process should it die', '10000')
+  .action((name: string, command: string[], o) =>
+    untilDone(o, { ttlMs: millis('--ttl', o.ttl) }, (c, stop) =>
+      lockCommand(c, name, command, { json: o.json, timeoutMs: millis('--timeout', o.timeout) }, stop),
+    ).catch(fail),
+  );
+
+connectionOptions(
+  program
+    .command('elect <name> [proposal]')
+    .description(
+      'campaign with a proposal and hold the leadership until Ctrl-C (then resign); or --listen: print the leader and every change',
+    ),
+)
+  .option('--listen', 'follow the leader instead of campaigning')
+  .option('--timeout <ms>', 'give up campaigning after this long (exit code 1)')
+  .option('--ttl <ms>', 'session TTL: how long the leadership outlives this process should it die', '10000')
+  .action((name: string, proposal: string | undefined, o) => {
+    if (o.listen && proposal !== undefined)
+      fail(new TypeError('elect: give a proposal or --listen, not both'));
+    if (!o.listen && proposal === undefined) fail(new TypeError('elect: give a proposal, or --listen'));
+    return untilDone(o, { ttlMs: millis('--ttl', o.ttl) }, (c, stop) =>
+      proposal === undefined
+        ? listenCommand(c, name, o, stop)
+        : electCommand(c, name, proposal, { json: o.json, timeoutMs: millis('--timeout', o.timeout) }, stop),
+    ).catch(fail);
+  });
+
+clientOptions(
+  program
+    .command('services [service]')
+    .description('registered instances (of one service): address, health, load, weight'),
+)
+  .option('--watch', "print the service's live set each time it changes, until Ctrl-C")
+  .action((service: string | undefined, o) => {
+    if (!o.watch) return withClient(o, false, (c) => servicesCommand(c, service, o)).catch(fail);
+    if (service === undefined) fail(new TypeError('services --watch: name the service to watch'));
+    return untilDone(o, { requestTimeoutMs: millis('--timeout', o.timeout) }, (c, stop) =>
+      watchServicesCommand(c, service, o, stop),
+    ).catch(fail);
+  });
 
 await program.parseAsync();
