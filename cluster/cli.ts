@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { type Client, connect } from '../client/index.ts';
+import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import type { KeyValue } from '../protocol/api.ts';
 import {
   electCommand,
@@ -65,6 +65,21 @@ function clientOptions(cmd: Command): Command {
   return connectionOptions(cmd).option('--timeout <ms>', 'deadline per request, retries included', '10000');
 }
 
+/** Connects as the options say (the development password of the user unless one is given). */
+function connectWith(
+  o: ConnectionOpts,
+  extra: Omit<ConnectOptions, 'servers' | 'cluster' | 'user' | 'pass'> = {},
+) {
+  const pass = o.password ?? DEV_PASSWORDS[o.user as keyof typeof DEV_PASSWORDS];
+  return connect({
+    servers: o.nats.split(','),
+    cluster: o.cluster,
+    user: o.user,
+    ...(pass ? { pass } : {}),
+    ...extra,
+  });
+}
+
 /** A positive number of milliseconds from an option; anything else ends the command (exit 1). */
 function millis(option: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -86,13 +101,7 @@ async function untilDone(
   run: (c: Client, stop: Interrupts) => Promise<number>,
 ): Promise<never> {
   const stop = new Interrupts();
-  const user = o.user;
-  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
-  const c = await connect({
-    servers: o.nats.split(','),
-    cluster: o.cluster,
-    user,
-    ...(pass ? { pass } : {}),
+  const c = await connectWith(o, {
     ...(session.ttlMs === undefined ? {} : { sessionTtlMs: session.ttlMs }),
     ...(session.requestTimeoutMs === undefined ? {} : { timeoutMs: session.requestTimeoutMs }),
   }).catch(fail);
@@ -108,16 +117,7 @@ async function untilDone(
 }
 
 async function withClient<T>(o: ClientOpts, session: boolean, fn: (c: Client) => Promise<T>): Promise<void> {
-  const user = o.user;
-  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
-  const c = await connect({
-    servers: o.nats.split(','),
-    cluster: o.cluster,
-    user,
-    ...(pass ? { pass } : {}),
-    timeoutMs: Number(o.timeout),
-    session,
-  });
+  const c = await connectWith(o, { timeoutMs: Number(o.timeout), session });
   try {
     const result = await fn(c);
     if (o.json) console.log(JSON.stringify(result, jsonBytes));
@@ -329,14 +329,7 @@ clientOptions(
   .option('--prev', 'show previous values')
   .option('--progress', 'also show progress notifications while idle')
   .action(async (key: string, o) => {
-    const user = o.user as string;
-    const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
-    const c = await connect({
-      servers: String(o.nats).split(','),
-      cluster: o.cluster,
-      user,
-      ...(pass ? { pass } : {}),
-    }).catch(fail);
+    const c = await connectWith(o).catch(fail);
     const target = o.prefix ? { prefix: key } : o.subtree ? { subtree: key } : { key };
     const w = c.watch(target, {
       ...(o.from ? { fromRevision: Number(o.from) } : {}),

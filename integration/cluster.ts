@@ -3,10 +3,11 @@
  * harness's NATS server(s), data in temp directories, stopped by their own pids at teardown.
  */
 import path from 'node:path';
+import type { TestFn } from 'ava';
 import { type Client, connect } from '../client/index.ts';
 import { natsCredentials } from '../cluster/nats-server.ts';
 import { nodeArgs } from '../cluster/node-command.ts';
-import type { Harness, ManagedProcess } from './harness.ts';
+import { type Harness, type ManagedProcess, startHarness } from './harness.ts';
 
 export interface ClusterOptions {
   readonly nodes?: number;
@@ -154,3 +155,28 @@ export function writeStream(
 }
 
 export const dataDirOf = (c: TestCluster, id: string): string => path.resolve(c.dirs.get(id) ?? '');
+
+/**
+ * Registers `test.before` (a harness and a cluster on it) and `test.after.always` (both stopped)
+ * on an ava test function; returns a getter for the cluster, valid inside tests (its harness is
+ * `.h`).
+ */
+export function useCluster(
+  test: TestFn,
+  options: ClusterOptions & { readonly label: string },
+): () => TestCluster {
+  let current: TestCluster | null = null;
+  let harness: Harness | null = null;
+  test.before(async () => {
+    harness = await startHarness({ label: options.label });
+    current = await TestCluster.start(harness, options);
+  });
+  test.after.always(async () => {
+    await current?.close();
+    await harness?.teardown();
+  });
+  return () => {
+    if (current === null) throw new TypeError('the cluster is used before test.before ran');
+    return current;
+  };
+}

@@ -5,7 +5,7 @@
  * the revision it read, so a delete between the read and the watch is never missed.
  */
 import { checkKey, defaultApiLimits, type KeyValue } from '../../protocol/api.ts';
-import { TimeoutError } from '../../protocol/errors.ts';
+import { SessionExpiredError, TimeoutError } from '../../protocol/errors.ts';
 import { ClosedError, SessionLostError } from '../errors.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';
@@ -175,33 +175,44 @@ export interface LiveKey {
  * The keys under `prefix` as they change: the state read now, then the state after each revision
  * that touched the prefix (whole revisions: a txn's events together), until `signal` aborts
  * (its reason is thrown) or the loop breaks. The same `Map` is yielded each time, updated.
+ *
+ * A watch belongs to the connection's session and ends with it; when that session is lost and
+ * reopened, following goes on from a fresh read under the new one (a wait that holds something
+ * in the lost session has its signal aborted by then and stops instead).
  */
 export async function* follow(
   client: Client,
   prefix: string,
   signal: AbortSignal,
 ): AsyncGenerator<{ readonly keys: Map<string, LiveKey>; readonly revision: number }> {
-  const { kvs, revision } = await abortable(client.rangeAll(prefix), signal);
-  const keys = new Map<string, LiveKey>(kvs.map((kv) => [kv.key, kv]));
-  yield { keys, revision };
-  const w = client.watch({ prefix }, { fromRevision: revision + 1 });
-  try {
-    for (;;) {
-      const r = await abortable(w.next(), signal);
-      if (r.done) throw new ClosedError('the watch ended');
-      const e = r.value;
-      if (e.type === 'progress') continue;
-      if (e.type === 'delete') keys.delete(e.key);
-      else
-        keys.set(e.key, {
-          key: e.key,
-          value: e.value ?? new Uint8Array(),
-          createRevision: e.createRevision ?? e.revision,
-          modRevision: e.modRevision ?? e.revision,
-        });
-      if (w.bufferedRevision !== e.revision) yield { keys, revision: e.revision };
+  const keys = new Map<string, LiveKey>();
+  for (;;) {
+    await abortable(client.needSession().runner.waitOpen(), signal);
+    const { kvs, revision } = await abortable(client.rangeAll(prefix), signal);
+    keys.clear();
+    for (const kv of kvs) keys.set(kv.key, kv);
+    yield { keys, revision };
+    const w = client.watch({ prefix }, { fromRevision: revision + 1 });
+    try {
+      for (;;) {
+        const r = await abortable(w.next(), signal);
+        if (r.done) throw new ClosedError('the watch ended');
+        const e = r.value;
+        if (e.type === 'progress') continue;
+        if (e.type === 'delete') keys.delete(e.key);
+        else
+          keys.set(e.key, {
+            key: e.key,
+            value: e.value ?? new Uint8Array(),
+            createRevision: e.createRevision ?? e.revision,
+            modRevision: e.modRevision ?? e.revision,
+          });
+        if (w.bufferedRevision !== e.revision) yield { keys, revision: e.revision };
+      }
+    } catch (err) {
+      if (!(err instanceof SessionExpiredError) || signal.aborted) throw err;
+    } finally {
+      void w.return();
     }
-  } finally {
-    void w.return();
   }
 }

@@ -157,42 +157,34 @@ export class Lock {
    */
   async acquire(options: AcquireOptions = {}): Promise<LockHold> {
     const signal = this.begin(options);
-    try {
-      const ticket = await takeTicket(
-        this.client,
-        this.path,
-        `${this.mode}-`,
-        options.owner ?? defaultOwner(),
-        this.session,
-      );
-      return await orUndo(
+    return this.withTicket(options, (ticket) =>
+      orUndo(
         async () => {
           await waitTurn(this.client, this.path, ticket, blockerFor(this.mode), signal);
           return this.hold(ticket);
         },
         () => dropKey(this.client, ticket.key, ticket.token, ticket.session),
-      );
-    } finally {
-      this.acquiring = false;
-    }
+      ),
+    );
   }
 
   /** Takes the lock if nobody holds it or waits ahead; null (nothing left behind) otherwise. */
   async tryAcquire(options: Omit<AcquireOptions, 'timeout' | 'signal'> = {}): Promise<LockHold | null> {
     this.begin({});
-    try {
-      const ticket = await takeTicket(
-        this.client,
-        this.path,
-        `${this.mode}-`,
-        options.owner ?? defaultOwner(),
-        this.session,
-      );
+    return this.withTicket(options, async (ticket) => {
       const line = await this.line();
       const mine = line.find((kv) => kv.key === ticket.key);
       if (mine !== undefined && blockerFor(this.mode)(line, mine) === null) return this.hold(ticket);
       await dropKey(this.client, ticket.key, ticket.token, ticket.session);
       return null;
+    });
+  }
+
+  /** Takes a ticket and hands it to `use`; this object may acquire again afterwards. */
+  private async withTicket<T>(options: AcquireOptions, use: (ticket: Ticket) => Promise<T>): Promise<T> {
+    try {
+      const owner = options.owner ?? defaultOwner();
+      return await use(await takeTicket(this.client, this.path, `${this.mode}-`, owner, this.session));
     } finally {
       this.acquiring = false;
     }

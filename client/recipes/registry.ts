@@ -102,6 +102,8 @@ export class Registration implements AsyncDisposable {
   private timer: NodeJS.Timeout | null = null;
   private lastWrite = 0;
   private flushing: Promise<void> = Promise.resolve();
+  /** Rejects the flush the timer waits to write (the instance is deregistered first). */
+  private cancelFlush: ((err: unknown) => void) | null = null;
   private gone = false;
   private readonly stopListening: () => void;
   /** The session id the key was last written under. */
@@ -154,8 +156,10 @@ export class Registration implements AsyncDisposable {
     if (this.timer === null) {
       const wait = Math.max(0, this.lastWrite + this.minIntervalMs - performance.now());
       this.flushing = new Promise<void>((resolve, reject) => {
+        this.cancelFlush = reject;
         this.timer = setTimeout(() => {
           this.timer = null;
+          this.cancelFlush = null;
           this.write().then(resolve, reject);
         }, wait);
         this.timer.unref();
@@ -179,7 +183,10 @@ export class Registration implements AsyncDisposable {
     if (this.gone) return;
     this.gone = true;
     this.stopListening();
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.cancelFlush?.(new TypeError(`${this.key} was deregistered before the update was written`));
+    }
     await this.client.delete(this.key, { session: this.session });
   }
 

@@ -10,13 +10,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { natsCredentials } from '../../cluster/nats-server.ts';
-import { TestCluster } from '../cluster.ts';
-import { type Harness, startHarness } from '../harness.ts';
+import { useCluster } from '../cluster.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-let harness: Harness;
-let cluster: TestCluster;
-let packs: { ensemble: string; client: string };
+const cluster = useCluster(test, { label: 'ensemble-package', cluster: 'pkg' });
+/** The two tarballs, packed once into a temp directory (removed with the file's harness). */
+let packed: Promise<{ ensemble: string; client: string }> | null = null;
+const packs = () => {
+  packed ??= cluster()
+    .h.tempDir('packs')
+    .then((into) => ({ ensemble: pack(ROOT, into), client: pack(path.join(ROOT, 'client'), into) }));
+  return packed;
+};
 
 /** The environment of a user's shell: none of the npm script variables of this test run. */
 const userEnv = (): NodeJS.ProcessEnv =>
@@ -43,7 +48,7 @@ function tarList(tgz: string): string[] {
 }
 
 async function scratchApp(name: string, install: readonly string[]): Promise<string> {
-  const dir = await harness.tempDir(name);
+  const dir = await cluster().h.tempDir(name);
   writeFileSync(
     path.join(dir, 'package.json'),
     JSON.stringify({ name, version: '1.0.0', private: true, type: 'module' }),
@@ -83,22 +88,11 @@ function nodeApp(cwd: string, args: readonly string[]) {
   });
 }
 
-test.before(async () => {
-  harness = await startHarness({ label: 'ensemble-package' });
-  cluster = await TestCluster.start(harness, { cluster: 'pkg' });
-  const into = await harness.tempDir('packs');
-  packs = { ensemble: pack(ROOT, into), client: pack(path.join(ROOT, 'client'), into) };
-});
-test.after.always(async () => {
-  await cluster?.close();
-  await harness?.teardown();
-});
+const connectArgs = () => [cluster().h.natsUrls.join(','), 'pkg', natsCredentials('client').pass];
 
-const connectArgs = () => [harness.natsUrls.join(','), 'pkg', natsCredentials('client').pass];
-
-test('the tarballs hold compiled JavaScript with types and maps, and no sources, tests or benchmarks', (t) => {
-  const client = tarList(packs.client);
-  const full = tarList(packs.ensemble);
+test('the tarballs hold compiled JavaScript with types and maps, and no sources, tests or benchmarks', async (t) => {
+  const client = tarList((await packs()).client);
+  const full = tarList((await packs()).ensemble);
   for (const f of [
     'dist/client/index.js',
     'dist/client/index.d.ts',
@@ -132,7 +126,7 @@ test('the tarballs hold compiled JavaScript with types and maps, and no sources,
 });
 
 test('a plain Node ESM app with only @ensemble/client (no native module) works and exits as soon as it is done', async (t) => {
-  const app = await scratchApp('client-app', ['--omit=optional', packs.client]);
+  const app = await scratchApp('client-app', ['--omit=optional', (await packs()).client]);
   t.deepEqual(findFiles(path.join(app, 'node_modules'), /\.node$/), [], 'no native module installed');
   t.false(existsSync(path.join(app, 'node_modules', 'rocksdb')));
   writeFileSync(
@@ -167,7 +161,7 @@ console.log('done');
 });
 
 test('a strict TypeScript app compiles against ensemble and runs in plain node; one nats-core; the CLI runs compiled', async (t) => {
-  const app = await scratchApp('ts-app', [packs.ensemble]);
+  const app = await scratchApp('ts-app', [(await packs()).ensemble]);
   const cores = findFiles(path.join(app, 'node_modules'), /^package\.json$/).filter((f) =>
     f.endsWith(path.join('@nats-io', 'nats-core', 'package.json')),
   );
@@ -232,7 +226,7 @@ console.log('done');
   t.regex(help.stdout, /Usage: ensemble/);
   const get = spawnSync(
     process.execPath,
-    [cli, 'get', '/pkg/ts', '--json', '--nats', harness.natsUrls.join(','), '--cluster', 'pkg'],
+    [cli, 'get', '/pkg/ts', '--json', '--nats', cluster().h.natsUrls.join(','), '--cluster', 'pkg'],
     {
       encoding: 'utf8',
       env: { ...userEnv(), ENSEMBLE_PASSWORD: natsCredentials('client').pass },

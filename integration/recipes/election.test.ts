@@ -6,35 +6,24 @@
  * revision, with its own token: a stale leader's write never lands.
  */
 import test from 'ava';
-import { TestCluster } from '../cluster.ts';
+import { useCluster } from '../cluster.ts';
 import type { ManagedProcess } from '../harness.ts';
-import { type Harness, startHarness } from '../harness.ts';
 import { history, replay, worker } from './processes.ts';
 
-let harness: Harness;
-let cluster: TestCluster;
-
-test.before(async () => {
-  harness = await startHarness({ label: 'ensemble-election' });
-  cluster = await TestCluster.start(harness, { cluster: 'el' });
-});
-test.after.always(async () => {
-  await cluster?.close();
-  await harness?.teardown();
-});
+const cluster = useCluster(test, { label: 'ensemble-election', cluster: 'el' });
 
 const seq = (key: string) => Number(key.slice(-10));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('5 candidates, the leader killed 4 times and paused once: the fence refuses every stale write', async (t) => {
   const ttl = 1500;
-  const c = await cluster.client();
+  const c = await cluster().client();
   const from = (await c.range('/', { limit: 1 })).revision + 1;
   const procs = new Map<string, ManagedProcess>();
   let next = 0;
   const start = () => {
     const id = `c${next++}`;
-    procs.set(id, worker(cluster, ttl, 'candidate', '/el/election', '/el', id));
+    procs.set(id, worker(cluster(), ttl, 'candidate', '/el/election', '/el', id));
   };
   for (let i = 0; i < 5; i++) start();
   const election = c.election('/el/election');
@@ -73,11 +62,11 @@ test('5 candidates, the leader killed 4 times and paused once: the fence refuses
     procs.delete(leader);
     start();
     if (kill === 1) {
-      const node = await cluster.waitForLeader();
-      await cluster.kill(node);
+      const node = await cluster().waitForLeader();
+      await cluster().kill(node);
       t.log(`killed cluster leader node ${node}`);
-      await cluster.waitForLeader(30_000, cluster.running());
-      await cluster.startNode(node, cluster.ids);
+      await cluster().waitForLeader(30_000, cluster().running());
+      await cluster().startNode(node, cluster().ids);
     }
   }
   // One more leader must take over and write after the last kill.

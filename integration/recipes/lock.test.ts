@@ -6,39 +6,28 @@
  * its fence after SIGCONT.
  */
 import test from 'ava';
-import { TestCluster } from '../cluster.ts';
-import { type Harness, startHarness } from '../harness.ts';
+import { useCluster } from '../cluster.ts';
 import { history, lines, replay, worker } from './processes.ts';
 
-let harness: Harness;
-let cluster: TestCluster;
-
-test.before(async () => {
-  harness = await startHarness({ label: 'ensemble-lock' });
-  cluster = await TestCluster.start(harness, { cluster: 'lk' });
-});
-test.after.always(async () => {
-  await cluster?.close();
-  await harness?.teardown();
-});
+const cluster = useCluster(test, { label: 'ensemble-lock', cluster: 'lk' });
 
 const seq = (key: string) => Number(key.slice(-10));
 
 test.serial(
   '10 processes x 50 acquisitions, leader node killed once: exact count, one holder, FIFO',
   async (t) => {
-    const c = await cluster.client();
+    const c = await cluster().client();
     const from = (await c.range('/', { limit: 1 })).revision + 1;
     const procs = Array.from({ length: 10 }, (_, i) =>
-      worker(cluster, 3000, 'lock', '/lk/lock', '/lk', `p${i}`, '50'),
+      worker(cluster(), 3000, 'lock', '/lk/lock', '/lk', `p${i}`, '50'),
     );
     // Kill the cluster's leader once the run is well under way, and bring it back.
     while (lines(procs[0]!, /acquired/).length < 10) await new Promise((r) => setTimeout(r, 50));
-    const leader = await cluster.waitForLeader();
-    await cluster.kill(leader);
+    const leader = await cluster().waitForLeader();
+    await cluster().kill(leader);
     t.log(`killed leader node ${leader}`);
-    await cluster.waitForLeader(30_000, cluster.running());
-    await cluster.startNode(leader, cluster.ids);
+    await cluster().waitForLeader(30_000, cluster().running());
+    await cluster().startNode(leader, cluster().ids);
     for (const p of procs) await p.waitForOutput(/^done$/m, 240_000);
     t.is(await c.getText('/lk/counter'), '500', 'every increment once');
 
@@ -81,10 +70,10 @@ test.serial(
 
 test.serial('a holder killed with kill -9 loses the lock within its TTL plus slack', async (t) => {
   const ttl = 1500;
-  const holder = worker(cluster, ttl, 'hold', '/lk/killed', '/lk-killed', 'h');
+  const holder = worker(cluster(), ttl, 'hold', '/lk/killed', '/lk-killed', 'h');
   await holder.waitForOutput(/holding \d+/, 30_000);
-  const waiter = worker(cluster, ttl, 'lock', '/lk/killed', '/lk-killed', 'w', '1');
-  const c = await cluster.client();
+  const waiter = worker(cluster(), ttl, 'lock', '/lk/killed', '/lk-killed', 'w', '1');
+  const c = await cluster().client();
   while ((await c.lock('/lk/killed').waiters()).length < 2) await new Promise((r) => setTimeout(r, 20));
   const t0 = performance.now();
   await holder.kill('SIGKILL');
@@ -99,13 +88,13 @@ test.serial(
   'a holder paused (SIGSTOP) past its TTL cannot write through its fence after SIGCONT',
   async (t) => {
     const ttl = 1500;
-    const c = await cluster.client();
-    const stale = worker(cluster, ttl, 'hold', '/lk/paused', '/lk-paused', 'stale');
+    const c = await cluster().client();
+    const stale = worker(cluster(), ttl, 'hold', '/lk/paused', '/lk-paused', 'stale');
     const [, token] = (await stale.waitForOutput(/holding (\d+)/, 30_000)) as RegExpMatchArray;
     t.is(await c.getText('/lk-paused/resource'), `stale ${token}`);
     process.kill(stale.pid, 'SIGSTOP');
     try {
-      const next = worker(cluster, ttl, 'hold', '/lk/paused', '/lk-paused', 'next');
+      const next = worker(cluster(), ttl, 'hold', '/lk/paused', '/lk-paused', 'next');
       const [, token2] = (await next.waitForOutput(/holding (\d+)/, ttl + 15_000)) as RegExpMatchArray;
       t.true(Number(token2) > Number(token));
       t.is(await c.getText('/lk-paused/resource'), `next ${token2}`);

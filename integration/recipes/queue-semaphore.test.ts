@@ -5,22 +5,11 @@
  * back with its session.
  */
 import test from 'ava';
-import { TestCluster } from '../cluster.ts';
+import { useCluster } from '../cluster.ts';
 import type { ManagedProcess } from '../harness.ts';
-import { type Harness, startHarness } from '../harness.ts';
 import { history, lines, replay, worker } from './processes.ts';
 
-let harness: Harness;
-let cluster: TestCluster;
-
-test.before(async () => {
-  harness = await startHarness({ label: 'ensemble-queue' });
-  cluster = await TestCluster.start(harness, { cluster: 'qs' });
-});
-test.after.always(async () => {
-  await cluster?.close();
-  await harness?.teardown();
-});
+const cluster = useCluster(test, { label: 'ensemble-queue', cluster: 'qs' });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,7 +17,7 @@ test.serial(
   'queue: 150 items, 3 consumers killed 4 times mid-run: each item completed exactly once',
   async (t) => {
     const ttl = 1500;
-    const c = await cluster.client();
+    const c = await cluster().client();
     const from = (await c.range('/', { limit: 1 })).revision + 1;
     const q = c.queue('/qs/jobs');
     for (let i = 0; i < 150; i++) await q.put(`job ${i}`);
@@ -36,7 +25,7 @@ test.serial(
     const consumers: ManagedProcess[] = [];
     const all: ManagedProcess[] = [];
     const start = () => {
-      const p = worker(cluster, ttl, 'consumer', '/qs/jobs', '/qs', `k${n++}`);
+      const p = worker(cluster(), ttl, 'consumer', '/qs/jobs', '/qs', `k${n++}`);
       all.push(p);
       return p;
     };
@@ -73,10 +62,10 @@ test.serial(
   'semaphore: 5 processes x 8 holds with 2 permits, one killed while holding: never over 2 holders',
   async (t) => {
     const ttl = 1500;
-    const c = await cluster.client();
+    const c = await cluster().client();
     const from = (await c.range('/', { limit: 1 })).revision + 1;
     const procs = Array.from({ length: 5 }, (_, i) =>
-      worker(cluster, ttl, 'permit', '/qs/sem', '2', '/qs-sem', `s${i}`, '8'),
+      worker(cluster(), ttl, 'permit', '/qs/sem', '2', '/qs-sem', `s${i}`, '8'),
     );
     while (lines(procs[0]!, /permit/).length < 2) await sleep(10);
     await procs[0]!.kill('SIGKILL'); // holding, or about to: its permit must come back

@@ -7,23 +7,12 @@
  */
 import test from 'ava';
 import { BadPathError, type Client, ClosedError, NotHeldError, TimeoutError } from '../../client/index.ts';
-import { TestCluster } from '../cluster.ts';
-import { type Harness, startHarness } from '../harness.ts';
+import { useCluster } from '../cluster.ts';
 
-let harness: Harness;
-let cluster: TestCluster;
-
-test.before(async () => {
-  harness = await startHarness({ label: 'ensemble-recipes' });
-  cluster = await TestCluster.start(harness, { cluster: 'rcp' });
-});
-test.after.always(async () => {
-  await cluster?.close();
-  await harness?.teardown();
-});
+const cluster = useCluster(test, { label: 'ensemble-recipes', cluster: 'rcp' });
 
 const clients = (n: number, ttl = 3000): Promise<Client[]> =>
-  Promise.all(Array.from({ length: n }, () => cluster.client({ sessionTtlMs: ttl })));
+  Promise.all(Array.from({ length: n }, () => cluster().client({ sessionTtlMs: ttl })));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const text = (v: Uint8Array | undefined) => new TextDecoder().decode(v);
 
@@ -412,7 +401,7 @@ test('bad input gets typed errors, and nothing is written', async (t) => {
   await t.throwsAsync(a!.lock('x').acquire({ timeout: -1 }), { instanceOf: RangeError });
   await t.throwsAsync(a!.lock('never-held').release(), { instanceOf: NotHeldError });
   t.deepEqual((await a!.rangeAll('/locks/x/')).kvs, []);
-  const noSession = await cluster.client({ session: false });
+  const noSession = await cluster().client({ session: false });
   t.throws(() => noSession.lock('x'), { instanceOf: TypeError });
   void text;
 });

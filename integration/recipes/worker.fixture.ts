@@ -15,17 +15,11 @@
 //   consumer <queue> <base> <id>     take, ack together with <base>/done/<item> = <id>; forever
 //   permit <sem> <permits> <base> <id> <n>  n times: acquire a permit, mark <base>/in/<id>
 //                                    (ephemeral, fenced), hold 20 ms, unmark, release
-import { connect, NotHeldError } from '../../client/index.ts';
+import { NotHeldError } from '../../client/index.ts';
+import { fixtureClient } from '../fixture-client.ts';
 
 const [role, servers, cluster, ttl, ...args] = process.argv.slice(2);
-const c = await connect({
-  servers: servers!.split(','),
-  cluster: cluster!,
-  user: 'client',
-  pass: process.env.ENSEMBLE_CLIENT_PASSWORD ?? 'ensemble-client-dev',
-  sessionTtlMs: Number(ttl),
-  timeoutMs: 20_000,
-});
+const c = await fixtureClient(servers!, cluster!, Number(ttl), 20_000);
 const enc = (s: string) => new TextEncoder().encode(s);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (line: string) => console.log(line);
