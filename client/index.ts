@@ -51,7 +51,7 @@ export * from './errors.ts';
 export type { Barrier, BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 export type { Config, ConfigOptions, ConfigSchema, ConfigSnapshot } from './recipes/config.ts';
 export type { Counter } from './recipes/counter.ts';
-export type { Election, LeaderInfo } from './recipes/election.ts';
+export type { Election, LeaderInfo, Leadership } from './recipes/election.ts';
 export type { AcquireOptions, Lock, LockHold, ReadWriteLock, RecipeOptions } from './recipes/lock.ts';
 export type { Queue, QueueItem, TakeOptions } from './recipes/queue.ts';
 export type {

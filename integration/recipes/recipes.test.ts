@@ -112,7 +112,8 @@ test('readWriteLock: readers share, a writer excludes, a writer waits for earlie
       wrote = true;
       return h;
     });
-  await sleep(200);
+  while ((await a!.lock('/locks/rw').waiters()).length < 3) await sleep(10); // the writer is in line
+  await sleep(100);
   t.false(wrote, 'the writer waits for the readers');
   // A reader arriving after the writer waits behind it (no writer starvation).
   let lateRead = false;
@@ -146,6 +147,7 @@ test('election: campaign, leader, observe, proclaim, resign; the fence follows t
       if (!ctl.signal.aborted) throw err;
     }
   })();
+  while (seen.length === 0) await sleep(10); // the observer has read the empty election
   const la = await a!.election('e1').campaign('alpha');
   t.is((await o!.election('e1').leader())?.text, 'alpha');
   const eb = b!.election('e1');
@@ -321,7 +323,7 @@ test('config: typed snapshot, one live update per revision, atomic multi-key upd
       if (!ctl.signal.aborted) throw err;
     }
   })();
-  await sleep(200);
+  while (seen.length === 0) await sleep(10); // the follower has read the current config
   await a!.config('/config/app').set({ 'db/url': 'postgres://two', 'pool/size': '16' }); // one revision
   await a!.config('/config/app').set({ 'pool/size': 'many' }); // refused by the schema
   await a!.config('/config/app').update((c) => ({ 'pool/size': c.raw['pool/size'] === 'many' ? '32' : '0' }));
