@@ -23,32 +23,35 @@ import type {
   RaftContext,
   RaftEvent,
 } from '../machines/raft/index.ts';
-import { currentConfig, lastIndex } from '../machines/raft/state.ts';
-import type { ApiLimits, ApiResults, Op, ValidRequest } from '../protocol/api.ts';
-import { opKinds, ops, validateRequest } from '../protocol/api.ts';
+import { currentConfig, lastIndex } from '../machines/raft/index.ts';
+import pkg from '../package.json' with { type: 'json' };
+import type { ApiLimits, ApiResults, Op, ValidRequest } from '../protocol/index.ts';
 import {
+  BadRequestError,
+  commandOf,
   type DecodedEnvelope,
   decodeEnvelope,
   decodePeer,
+  EnsembleError,
+  encodeCommand,
   encodeDecodeError,
   encodePeer,
   encodeReply,
-  LEADER_HEADER,
-  type Outcome,
-  type WireFormat,
-} from '../protocol/codec.ts';
-import {
-  BadRequestError,
-  EnsembleError,
   InternalError,
+  isClientInbox,
+  LEADER_HEADER,
   NotLeaderError,
+  type Outcome,
+  opKinds,
+  ops,
   SessionExpiredError,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  type Subjects,
   TimeoutError,
-} from '../protocol/errors.ts';
-import { isClientInbox, type Subjects } from '../protocol/subjects.ts';
-import { SUPPORTED_PROTOCOL_VERSIONS } from '../protocol/version.ts';
-import { encodeCommand } from '../storage/tree/command.ts';
-import type { ApplyOutcome, Command, KeyTree } from '../storage/tree/types.ts';
+  validateRequest,
+  type WireFormat,
+} from '../protocol/index.ts';
+import type { ApplyOutcome, KeyTree } from '../storage/index.ts';
 import type { Applier } from './applier.ts';
 import type { WatchHub } from './watches.ts';
 
@@ -105,8 +108,8 @@ export interface ApiCounters {
   forgedKeepalives: number;
 }
 
-/** The version the service announces (follows package.json). */
-export const SERVICE_VERSION = '0.1.0';
+/** The version the API announces as a NATS service: the package's (package.json). */
+export const SERVICE_VERSION: string = pkg.version;
 
 export class Api {
   readonly counters: ApiCounters = {
@@ -360,7 +363,10 @@ export class Api {
   // Writes: one proposal batch per turn; answered when applied at the index they got.
 
   private write(v: ValidRequest, reply: Reply): void {
-    const command = this.commandOf(v);
+    const command = commandOf(v, () => ({
+      id: randomBytes(12).toString('hex'),
+      secret: new Uint8Array(randomBytes(16)),
+    }));
     if (command === null) return;
     const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
     if (tag !== undefined || v.op === 'sessionClose') {
@@ -393,68 +399,6 @@ export class Api {
     });
     this.proposeQueue.push({ id, data: encodeCommand(command) });
     this.schedule();
-  }
-
-  private commandOf(v: ValidRequest): Command | null {
-    const client = (r: { client?: { session: string; seq: number; lowSeq: number } }) =>
-      r.client ? { client: { session: r.client.session, seq: r.client.seq, lowSeq: r.client.lowSeq } } : {};
-    switch (v.op) {
-      case 'put': {
-        const r = v.request;
-        return {
-          op: 'put',
-          key: r.key,
-          value: r.value,
-          ...(r.ifAbsent ? { ifAbsent: true } : {}),
-          ...(r.ifVersion !== undefined ? { ifVersion: r.ifVersion } : {}),
-          ...(r.ephemeral ? { ephemeral: true } : {}),
-          ...client(r),
-        };
-      }
-      case 'delete': {
-        const r = v.request;
-        return {
-          op: 'delete',
-          key: r.key,
-          ...(r.subtree ? { subtree: true } : {}),
-          ...(r.ifVersion !== undefined ? { ifVersion: r.ifVersion } : {}),
-          ...client(r),
-        };
-      }
-      case 'txn': {
-        const r = v.request;
-        return {
-          op: 'txn',
-          compare: r.compare,
-          success: r.success,
-          failure: r.failure,
-          ...client(r),
-        } as Command;
-      }
-      case 'createSequential': {
-        const r = v.request;
-        return {
-          op: 'createSequential',
-          prefix: r.prefix,
-          value: r.value,
-          ...(r.ephemeral ? { ephemeral: true } : {}),
-          ...client(r),
-        };
-      }
-      case 'sessionOpen': {
-        const r = v.request;
-        // Chosen here, by the proposer, never inside apply.
-        const id = r.id ?? randomBytes(12).toString('hex');
-        const secret = r.secret ?? new Uint8Array(randomBytes(16));
-        return { op: 'sessionOpen', id, secret, ttlMs: r.ttlMs };
-      }
-      case 'sessionClose':
-        return { op: 'sessionClose', id: v.request.id };
-      case 'compact':
-        return { op: 'compact', revision: v.request.revision };
-      default:
-        return null;
-    }
   }
 
   /** Proposes a session expiry (the leader's session keeper calls this). */

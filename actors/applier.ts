@@ -7,8 +7,7 @@
  * is idempotent by index); `sync` happens only before the log is compacted.
  */
 import type { EffectOf, Entry, RaftEvent, SnapshotMeta } from '../machines/raft/index.ts';
-import type { LogStore } from '../storage/log/types.ts';
-import type { ApplyOutcome, KeyTree } from '../storage/tree/types.ts';
+import type { ApplyOutcome, KeyTree, LogStore } from '../storage/index.ts';
 
 export interface ApplierPorts {
   readonly raft: (event: RaftEvent) => void;

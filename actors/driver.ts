@@ -14,7 +14,7 @@
  * Any storage failure is fatal: the node stops and restarts from disk (never retry an fsync).
  */
 import type { Effect, EffectOf, Message, NodeId, RaftEvent, SnapshotMeta } from '../machines/raft/index.ts';
-import type { LogStore } from '../storage/log/types.ts';
+import type { LogStore } from '../storage/index.ts';
 
 export interface DriverPorts {
   /** Delivers an event to the Raft machine. */

@@ -13,6 +13,7 @@ import { randomInt } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { type AnyActorRef, assign, createActor, fromCallback, type InspectionEvent, setup } from 'xstate';
 import {
+  currentConfig,
   type Effect,
   type RaftContext,
   type RaftEvent,
@@ -21,10 +22,9 @@ import {
   raftMachine,
   type SnapshotMeta,
 } from '../machines/raft/index.ts';
-import { currentConfig } from '../machines/raft/state.ts';
-import type { ApiLimits } from '../protocol/api.ts';
-import { subjects as subjectTable } from '../protocol/subjects.ts';
-import { type NodeStorage, openStorage } from '../storage/node.ts';
+import type { ApiLimits } from '../protocol/index.ts';
+import { subjects as subjectTable } from '../protocol/index.ts';
+import { type NodeStorage, openStorage } from '../storage/index.ts';
 import { Api } from './api.ts';
 import { Applier } from './applier.ts';
 import { Driver } from './driver.ts';

@@ -12,11 +12,11 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { RaftContext } from '../machines/raft/index.ts';
-import { currentConfig } from '../machines/raft/state.ts';
+import { currentConfig } from '../machines/raft/index.ts';
 import { ExpiryPlanner, SessionClock } from '../machines/session/index.ts';
-import { decodePeer, encodePeer } from '../protocol/codec.ts';
-import type { Subjects } from '../protocol/subjects.ts';
-import type { KeyTree } from '../storage/tree/types.ts';
+import type { Subjects } from '../protocol/index.ts';
+import { decodePeer, encodePeer } from '../protocol/index.ts';
+import type { KeyTree } from '../storage/index.ts';
 
 export interface SessionKeeperOptions {
   readonly self: string;

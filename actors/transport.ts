@@ -2,7 +2,7 @@
  * The NATS transport between peers. Outgoing messages are batched per peer within one turn of
  * the event loop into a single frame (one publish carries every message the node had for that
  * peer), so a busy leader sends one frame per follower per turn, not one per message.
- * Incoming frames are decoded and validated (protocol/peer.ts); anything malformed, from
+ * Incoming frames are decoded and validated (machines/raft/frames.ts); anything malformed, from
  * another cluster, from a node that is not a member, or addressed elsewhere is dropped and
  * counted, never answered.
  *
@@ -10,7 +10,16 @@
  * large snapshot neither floods the follower nor exceeds max_payload.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { EffectOf, Message, NodeId, RaftEvent, SnapshotMeta } from '../machines/raft/index.ts';
+import {
+  type EffectOf,
+  type Message,
+  type NodeId,
+  type RaftEvent,
+  type SnapshotMeta,
+  validatePeerFrame,
+  validateSnapshotChunk,
+} from '../machines/raft/index.ts';
+import type { Subjects } from '../protocol/index.ts';
 import {
   type DropCounts,
   decodeEnvelope,
@@ -18,9 +27,7 @@ import {
   encodePeer,
   encodeReply,
   newDropCounts,
-} from '../protocol/codec.ts';
-import { validatePeerFrame, validateSnapshotChunk } from '../protocol/peer.ts';
-import type { Subjects } from '../protocol/subjects.ts';
+} from '../protocol/index.ts';
 
 export interface TransportOptions {
   readonly nc: NatsConnection;

@@ -27,19 +27,25 @@ import { createHash, randomInt } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type Actor, createActor, type InspectionEvent } from 'xstate';
 import { phaseOf, type WatcherEvent, type WatcherPhase, watcherMachine } from '../machines/watch/index.ts';
-import type { WatchEvent, WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/api.ts';
-import { encodeCbor, encodeEnvelopeSpliced } from '../protocol/codec.ts';
+import type {
+  Subjects,
+  WatchEvent,
+  WatchGroupMessage,
+  WatchMessage,
+  WatchRequest,
+} from '../protocol/index.ts';
 import {
   CompactedError,
   EnsembleError,
+  encodeCbor,
+  encodeEnvelopeSpliced,
   InternalError,
   LimitExceededError,
   SessionExpiredError,
   WatchBehindError,
-} from '../protocol/errors.ts';
-import type { Subjects } from '../protocol/subjects.ts';
-import { filterOf as eventMatcher } from '../storage/tree/base.ts';
-import type { EventFilter, KeyTree, TreeEvent } from '../storage/tree/types.ts';
+} from '../protocol/index.ts';
+import type { EventFilter, KeyTree, TreeEvent } from '../storage/index.ts';
+import { filterOf as eventMatcher } from '../storage/index.ts';
 
 export interface WatchHubOptions {
   readonly nc: NatsConnection;

@@ -14,11 +14,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Entry } from '../machines/raft/types.ts';
+import type { Command } from '../protocol/index.ts';
 import { RocksLogStore } from '../storage/log/rocks.ts';
 import { RocksDb } from '../storage/rocks/db.ts';
 import { MemoryTree } from '../storage/tree/memory.ts';
 import { RocksTree } from '../storage/tree/rocks.ts';
-import type { Command, KeyTree } from '../storage/tree/types.ts';
+import type { KeyTree } from '../storage/tree/types.ts';
 
 const { values: args } = parseArgs({
   options: { keys: { type: 'string', default: '1000000' }, seconds: { type: 'string', default: '2' } },

@@ -5,13 +5,13 @@
  * permits) throw `TypeError` or `RangeError` at once.
  */
 
+import { EnsembleError } from '../protocol/index.ts';
+
 export type ClientErrorCode = 'CLOSED' | 'NOT_HELD' | 'SESSION_LOST';
 
-export abstract class ClientError extends Error {
-  abstract readonly code: ClientErrorCode;
-  constructor(message: string, options?: { readonly cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-  }
+/** An error the client raised by itself; like every error of Ensemble, an `EnsembleError`. */
+export abstract class ClientError extends EnsembleError {
+  abstract override readonly code: ClientErrorCode;
 }
 
 /** The client was closed: every pending request, open watch and waiting recipe ends with this. */

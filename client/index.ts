@@ -29,10 +29,18 @@ import type {
   Op,
   TxnOp,
   WatchEvent,
-} from '../protocol/api.ts';
-import { decodeReply, encodeEnvelope, LEADER_HEADER } from '../protocol/codec.ts';
-import { EnsembleError, NotLeaderError, TimeoutError } from '../protocol/errors.ts';
-import { inboxPrefix, type Subjects, subjects as subjectTable } from '../protocol/subjects.ts';
+} from '../protocol/index.ts';
+import {
+  decodeReply,
+  EnsembleError,
+  encodeEnvelope,
+  inboxPrefix,
+  LEADER_HEADER,
+  NotLeaderError,
+  type Subjects,
+  subjects as subjectTable,
+  TimeoutError,
+} from '../protocol/index.ts';
 import { ClosedError } from './errors.ts';
 import { Barrier, type BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 import { Config, type ConfigOptions } from './recipes/config.ts';
@@ -46,7 +54,7 @@ import { Session, type SessionListener, SessionRunner, type SessionState, within
 import { abortable, bytes, type Value } from './util.ts';
 import { WatchGroups, type WatchItem, type WatchOptions, WatchStream, type WatchTarget } from './watch.ts';
 
-export * from '../protocol/errors.ts';
+export * from '../protocol/index.ts';
 export * from './errors.ts';
 export type { Barrier, BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 export type { Config, ConfigOptions, ConfigSchema, ConfigSnapshot } from './recipes/config.ts';

@@ -11,8 +11,8 @@ import { setMaxListeners } from 'node:events';
 import { createActor } from 'xstate';
 import type { ConnectionState, SessionEffect, SessionEvent } from '../machines/session/index.ts';
 import { sessionMachine } from '../machines/session/index.ts';
-import type { ClientTag } from '../protocol/api.ts';
-import { EnsembleError, TimeoutError } from '../protocol/errors.ts';
+import type { ClientTag } from '../protocol/index.ts';
+import { EnsembleError, TimeoutError } from '../protocol/index.ts';
 import { ClosedError, SessionLostError } from './errors.ts';
 
 export interface SessionPorts {

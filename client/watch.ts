@@ -25,10 +25,8 @@ import type {
   WatchEvent,
   WatchGroupMessage,
   WatchMessage,
-} from '../protocol/api.ts';
-import { decodeCbor } from '../protocol/codec.ts';
-import { EnsembleError, fromWire } from '../protocol/errors.ts';
-import { inboxPrefix, watchInbox } from '../protocol/subjects.ts';
+} from '../protocol/index.ts';
+import { decodeCbor, EnsembleError, fromWire, inboxPrefix, watchInbox } from '../protocol/index.ts';
 import type { Client } from './index.ts';
 
 export type WatchTarget =

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
-import type { KeyValue } from '../protocol/api.ts';
+import type { KeyValue } from '../protocol/index.ts';
 import {
   electCommand,
   Interrupts,

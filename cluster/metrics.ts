@@ -4,8 +4,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { EnsembleNode } from '../actors/node.ts';
-import { lastIndex } from '../machines/raft/state.ts';
+import type { EnsembleNode } from '../actors/index.ts';
+import { lastIndex } from '../machines/raft/index.ts';
 
 const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
 

@@ -20,7 +20,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type NatsUser, natsPermissions, natsUsers } from '../protocol/subjects.ts';
+import { type NatsUser, natsPermissions, natsUsers } from '../protocol/index.ts';
 import { adopt } from './children.ts';
 
 /** `nats.conf` at the root of the repository: the config `ensemble up` and the tests start. */

@@ -3,7 +3,7 @@
  * port; clean shutdown on SIGTERM/SIGINT; exit code 1 when the node stopped on a fatal error
  * (an I/O failure: restart it and it resumes from RocksDB).
  */
-import { EnsembleNode } from '../actors/node.ts';
+import { EnsembleNode } from '../actors/index.ts';
 import { serveMetrics } from './metrics.ts';
 import { natsCredentials } from './nats-server.ts';
 

@@ -285,6 +285,12 @@ function readLength(view: DataView, pos: number, info: number): { len: number; p
   return { len, pos: pos + size };
 }
 
+/**
+ * Decodes CBOR this process wrote, or that a peer NATS lets through only from nodes: no plain-CBOR
+ * scan first (the stores' records, peer frames). Throws on malformed bytes.
+ */
+export const decodeCborTrusted = (bytes: Uint8Array): unknown => cbor.decode(bytes);
+
 export type Decoded<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly error: EnsembleError };

@@ -5,6 +5,7 @@
  * broken precondition of an internal API) throw `TypeError` or `RangeError`, never one of these.
  */
 
+/** The codes that cross the wire, each rebuilt as its class by `fromWire`. */
 export type ErrorCode =
   | 'NOT_LEADER'
   | 'NO_QUORUM'
@@ -15,12 +16,9 @@ export type ErrorCode =
   | 'VERSION_MISMATCH'
   | 'COMPACTED'
   | 'SESSION_EXPIRED'
-  | 'CORRUPTED'
   | 'NOT_FOUND'
   | 'EXISTS'
-  | 'STORAGE_FATAL'
   | 'UNKNOWN_OP'
-  | 'IDENTITY_MISMATCH'
   | 'LIMIT_EXCEEDED'
   | 'WATCH_BEHIND'
   | 'INTERNAL'
@@ -38,8 +36,13 @@ export interface ErrorOptions {
   readonly cause?: unknown;
 }
 
+/**
+ * Every error of Ensemble. The wire codes (`ErrorCode`) are rebuilt by `fromWire`; other layers
+ * add their own (storage/errors.ts, client/errors.ts), which reach a remote peer as `INTERNAL`
+ * with the code in `remoteCode`.
+ */
 export abstract class EnsembleError extends Error {
-  abstract readonly code: ErrorCode;
+  abstract readonly code: string;
 
   constructor(message: string, options?: ErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -177,15 +180,6 @@ export class SessionExpiredError extends EnsembleError {
   }
 }
 
-/** A stored record or a snapshot stream that cannot be decoded or fails its checks. */
-export class CorruptedError extends EnsembleError {
-  readonly code = 'CORRUPTED' as const;
-  override readonly name = 'CorruptedError';
-  constructor(message = 'corrupted data', options?: ErrorOptions) {
-    super(message, options);
-  }
-}
-
 export class NotFoundError extends EnsembleError {
   readonly code = 'NOT_FOUND' as const;
   override readonly name = 'NotFoundError';
@@ -216,19 +210,6 @@ export class ExistsError extends EnsembleError {
   }
 }
 
-/**
- * An I/O failure of the storage (unwritable directory, full disk, failed fsync, use after close).
- * The node must stop: stop acknowledging and exit non-zero, then restart from disk. Never retry
- * a failed fsync: the kernel may have dropped the dirty pages it could not write.
- */
-export class StorageFatalError extends EnsembleError {
-  readonly code = 'STORAGE_FATAL' as const;
-  override readonly name = 'StorageFatalError';
-  constructor(message = 'storage failure', options?: ErrorOptions) {
-    super(message, options);
-  }
-}
-
 export class UnknownOpError extends EnsembleError {
   readonly code = 'UNKNOWN_OP' as const;
   override readonly name = 'UnknownOpError';
@@ -241,15 +222,6 @@ export class UnknownOpError extends EnsembleError {
   }
   protected override extra() {
     return { op: this.op };
-  }
-}
-
-/** A data directory that belongs to another cluster or node than the one opening it. */
-export class IdentityMismatchError extends EnsembleError {
-  readonly code = 'IDENTITY_MISMATCH' as const;
-  override readonly name = 'IdentityMismatchError';
-  constructor(message = 'data directory belongs to another cluster or node', options?: ErrorOptions) {
-    super(message, options);
   }
 }
 
@@ -283,12 +255,9 @@ const builders: Record<ErrorCode, (w: Record<string, unknown>, message: string) 
   VERSION_MISMATCH: (w, m) => new VersionMismatchError(num(w.expected, 0), num(w.actual, 0), m),
   COMPACTED: (w, m) => new CompactedError(num(w.compactRevision, 0), m),
   SESSION_EXPIRED: (w, m) => new SessionExpiredError(str(w.session, ''), m),
-  CORRUPTED: (_, m) => new CorruptedError(m),
   NOT_FOUND: (w, m) => new NotFoundError(str(w.key, ''), m),
   EXISTS: (w, m) => new ExistsError(str(w.key, ''), m),
-  STORAGE_FATAL: (_, m) => new StorageFatalError(m),
   UNKNOWN_OP: (w, m) => new UnknownOpError(str(w.op, ''), m),
-  IDENTITY_MISMATCH: (_, m) => new IdentityMismatchError(m),
   INTERNAL: (w, m) => new InternalError(m, typeof w.remoteCode === 'string' ? w.remoteCode : null),
   UNSUPPORTED_VERSION: (w, m) =>
     new UnsupportedVersionError(
@@ -317,13 +286,6 @@ export function fromWire(obj: unknown): EnsembleError {
   const code = w.code as string;
   const message = typeof w.message === 'string' ? w.message : code;
   return isErrorCode(code) ? builders[code](w, message) : new InternalError(message, code);
-}
-
-/** Wraps anything thrown by an I/O layer as a `StorageFatalError`, keeping it as `cause`. */
-export function storageFatal(what: string, cause: unknown): StorageFatalError {
-  if (cause instanceof StorageFatalError) return cause;
-  const detail = cause instanceof Error ? cause.message : String(cause);
-  return new StorageFatalError(`${what}: ${detail}`, { cause });
 }
 
 /**

@@ -13,7 +13,7 @@ export const PROTOCOL_VERSION = 1;
 /** Every wire protocol version this build accepts. */
 export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [PROTOCOL_VERSION];
 
-/** The on-disk record format this build writes. Must equal `storage/codec.ts`'s `FORMAT_VERSION`. */
+/** The on-disk record format this build writes (storage/ stamps every record with it). */
 export const FORMAT_VERSION = 1;
 
 export const isSupportedProtocolVersion = (v: unknown): v is number =>

@@ -1,20 +1,13 @@
 /**
- * Byte-level helpers shared by the stores: the CBOR codec (plain RFC 8949: string-keyed maps,
- * byte strings without typed-array tags, no cbor-x record extensions), big-endian index keys, and
- * the checks that turn an undecodable record into a `CorruptedError` instead of a crash.
+ * Byte-level helpers shared by the stores: records in the protocol's one CBOR encoding (plain RFC
+ * 8949, the wire's), big-endian index keys, and the checks that turn an undecodable record into a
+ * `CorruptedError` instead of a crash.
  */
-import { Encoder } from 'cbor-x';
-import { CorruptedError } from '../protocol/errors.ts';
+import { decodeCborTrusted, encodeCbor, FORMAT_VERSION } from '../protocol/index.ts';
+import { CorruptedError } from './errors.ts';
 
-/** Format version written into every record this build stores; older versions are read here. */
-export const FORMAT_VERSION = 1;
-
-const cbor = new Encoder({
-  useRecords: false,
-  mapsAsObjects: true,
-  tagUint8Array: false,
-  variableMapSize: true,
-});
+/** Format version written into every record this build stores (protocol/version.ts). */
+export { FORMAT_VERSION };
 
 /**
  * Encodes to CBOR. The result is a `Buffer` (what the RocksDB binding needs for keys and values).
@@ -22,7 +15,7 @@ const cbor = new Encoder({
  */
 export function encode(value: unknown): Buffer {
   try {
-    return cbor.encode(value) as Buffer;
+    return toBuffer(encodeCbor(value));
   } catch (err) {
     throw new TypeError(`cannot encode as CBOR: ${(err as Error).message}`, { cause: err });
   }
@@ -31,18 +24,9 @@ export function encode(value: unknown): Buffer {
 /** Decodes one CBOR item that must fill `bytes` exactly; throws `CorruptedError` otherwise. */
 export function decode(bytes: Uint8Array, what: string): unknown {
   try {
-    return cbor.decode(bytes);
+    return decodeCborTrusted(bytes);
   } catch (err) {
     throw new CorruptedError(`${what}: undecodable CBOR (${(err as Error).message})`, { cause: err });
-  }
-}
-
-/** Decodes a CBOR item that is not stored by us (a command, a request): any failure is `null`. */
-export function tryDecode(bytes: Uint8Array): { ok: true; value: unknown } | { ok: false; error: string } {
-  try {
-    return { ok: true, value: cbor.decode(bytes) };
-  } catch (err) {
-    return { ok: false, error: (err as Error).message };
   }
 }
 

@@ -10,7 +10,7 @@
  *   `/barriers/<name>/ready`, so all are released or none: a party that dies before the count is
  *   reached leaves the line with its session and releases nobody. Use a fresh name per round.
  */
-import { ExistsError } from '../../protocol/errors.ts';
+import { ExistsError } from '../../protocol/index.ts';
 import { SessionLostError } from '../errors.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';

@@ -4,8 +4,13 @@
  * recipes, etcd's `concurrency`). A waiter watches only the one key that blocks it (no herd), from
  * the revision it read, so a delete between the read and the watch is never missed.
  */
-import { checkKey, defaultApiLimits, type KeyValue } from '../../protocol/api.ts';
-import { SessionExpiredError, TimeoutError } from '../../protocol/errors.ts';
+import {
+  checkKey,
+  defaultApiLimits,
+  type KeyValue,
+  SessionExpiredError,
+  TimeoutError,
+} from '../../protocol/index.ts';
 import { ClosedError, SessionLostError } from '../errors.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';

@@ -9,8 +9,8 @@
  * into `T`. A snapshot the schema refuses is not delivered to live followers: they keep the last
  * good one, and `onInvalid` hears about it, so a bad push cannot take a fleet down.
  */
-import type { Compare, TxnOp } from '../../protocol/api.ts';
-import { checkPrefix, defaultApiLimits } from '../../protocol/api.ts';
+import type { Compare, TxnOp } from '../../protocol/index.ts';
+import { checkPrefix, defaultApiLimits } from '../../protocol/index.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';
 import { bytes, type Value } from '../util.ts';

@@ -14,7 +14,7 @@
  * while the ticket, identified by its create revision (the fencing token), still exists.
  */
 import { hostname } from 'node:os';
-import type { Compare, KeyValue } from '../../protocol/api.ts';
+import type { Compare, KeyValue } from '../../protocol/index.ts';
 import { NotHeldError } from '../errors.ts';
 import type { Client, TxnSpec } from '../index.ts';
 import type { Session } from '../session.ts';

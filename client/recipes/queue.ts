@@ -11,7 +11,7 @@
  * dies loses its claims with its session and the items go back to the queue, in their place: an
  * item may be handed out again, but it is completed once.
  */
-import type { TxnOp } from '../../protocol/api.ts';
+import type { TxnOp } from '../../protocol/index.ts';
 import { NotHeldError } from '../errors.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';

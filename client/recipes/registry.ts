@@ -17,7 +17,7 @@
  * sending everything to the one that looked idlest a moment ago). Only healthy instances are
  * picked: `passing` ones, or `warning` ones when no instance passes.
  */
-import { isToken } from '../../protocol/subjects.ts';
+import { isToken } from '../../protocol/index.ts';
 import type { Client } from '../index.ts';
 import type { Session } from '../session.ts';
 import { follow, type LiveKey, text, type WaitOptions, waitSignal } from './common.ts';

@@ -9,6 +9,18 @@ export type {
   Role,
 } from './events.ts';
 export {
+  isNodeId,
+  MAX_APPEND_ENTRIES,
+  MAX_FRAME_MESSAGES,
+  type PeerFrame,
+  type SnapshotChunk,
+  type ValidatedChunk,
+  type ValidatedFrame,
+  validatePeerFrame,
+  validateSnapshotChunk,
+  validateSnapshotMeta,
+} from './frames.ts';
+export {
   type RaftMachine,
   type RaftSnapshot,
   raftMachine,
@@ -20,7 +32,10 @@ export { MemoryLog } from './memory-log.ts';
 export * from './messages.ts';
 export { nextRandom, seedFrom } from './prng.ts';
 export {
+  configAt,
+  currentConfig,
   defaultOptions,
+  lastIndex,
   type Progress,
   type RaftContext,
   type RaftInput,

@@ -5,8 +5,8 @@
  * advance only after a batch is synced, in call order.
  */
 import { randomBytes } from 'node:crypto';
-import type { Entry, HardState, SnapshotMeta } from '../../machines/raft/types.ts';
-import { IdentityMismatchError, StorageFatalError, storageFatal } from '../../protocol/errors.ts';
+import type { Entry, HardState, SnapshotMeta } from '../../machines/raft/index.ts';
+import { IdentityMismatchError, StorageFatalError, storageFatal } from '../errors.ts';
 import type { LogMirror, LogOp } from './mirror.ts';
 import { encodeEntry } from './records.ts';
 import type { LoadedLog, LogStore, NodeIdentity, Persist, StoreStats } from './types.ts';

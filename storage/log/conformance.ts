@@ -3,8 +3,8 @@
  * per contract of `storage/log/types.ts`, run against a harness that opens and restarts a store.
  */
 import type { ExecutionContext, TestFn } from 'ava';
-import type { Entry, SnapshotMeta } from '../../machines/raft/types.ts';
-import { IdentityMismatchError, StorageFatalError } from '../../protocol/errors.ts';
+import type { Entry, SnapshotMeta } from '../../machines/raft/index.ts';
+import { IdentityMismatchError, StorageFatalError } from '../errors.ts';
 import { plain } from '../test-util.ts';
 import type { LogStore } from './types.ts';
 

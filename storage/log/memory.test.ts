@@ -1,5 +1,5 @@
 import test from 'ava';
-import { StorageFatalError } from '../../protocol/errors.ts';
+import { StorageFatalError } from '../errors.ts';
 import { logConformance, run } from './conformance.ts';
 import { MemoryLogStore } from './memory.ts';
 

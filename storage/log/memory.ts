@@ -2,7 +2,7 @@
  * The in-memory log store, for unit tests and the simulator. It keeps what is synced apart from
  * what is only queued: `crash()` loses everything not yet synced, as a power cut would.
  */
-import { StorageFatalError } from '../../protocol/errors.ts';
+import { StorageFatalError } from '../errors.ts';
 import { type Batch, GroupCommitLog } from './base.ts';
 import { LogMirror } from './mirror.ts';
 

@@ -3,7 +3,7 @@
  * A store keeps two: `pending` (every accepted call, to validate the next one) and `durable`
  * (what is synced; the `LogReader` the Raft machine reads).
  */
-import type { Configuration, Entry, HardState, LogReader, SnapshotMeta } from '../../machines/raft/types.ts';
+import type { Configuration, Entry, HardState, LogReader, SnapshotMeta } from '../../machines/raft/index.ts';
 import type { NodeIdentity } from './types.ts';
 
 export const initialHardState: HardState = { term: 0, vote: null, commit: 0 };

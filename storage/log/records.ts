@@ -8,9 +8,9 @@
  *   snapshot  [v, index, term, voters, learners]
  *   identity  [v, clusterId, nodeId, incarnation]
  */
-import type { Configuration, Entry, HardState, SnapshotMeta } from '../../machines/raft/types.ts';
-import { CorruptedError } from '../../protocol/errors.ts';
+import type { Configuration, Entry, HardState, SnapshotMeta } from '../../machines/raft/index.ts';
 import { check, decodeRecord, encodeRecord, indexKey, isIndex, stringKey } from '../codec.ts';
+import { CorruptedError } from '../errors.ts';
 import type { NodeIdentity } from './types.ts';
 
 export const ENTRY_TAG = 0x65; // 'e'

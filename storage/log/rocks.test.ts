@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { CorruptedError, StorageFatalError } from '../../protocol/errors.ts';
 import { encode, FORMAT_VERSION } from '../codec.ts';
+import { CorruptedError, StorageFatalError } from '../errors.ts';
 import { RocksDb } from '../rocks/db.ts';
 import { tempDir } from '../test-util.ts';
 import { logConformance, run } from './conformance.ts';

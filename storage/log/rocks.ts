@@ -3,9 +3,9 @@
  * the promise resolves). Entries dropped by compaction are deleted lazily after the snapshot meta
  * is durable; a restart skips (and deletes) whatever such deletion left behind.
  */
-import type { Entry, HardState, SnapshotMeta } from '../../machines/raft/types.ts';
-import { CorruptedError } from '../../protocol/errors.ts';
+import type { Entry, HardState, SnapshotMeta } from '../../machines/raft/index.ts';
 import { readIndexKey } from '../codec.ts';
+import { CorruptedError } from '../errors.ts';
 import { type BatchOp, RocksDb } from '../rocks/db.ts';
 import { type Batch, GroupCommitLog } from './base.ts';
 import { initialHardState, LogMirror } from './mirror.ts';

@@ -3,7 +3,7 @@
  * with group commit) and `StableStore` (hard state and node identity). Two implementations pass
  * one conformance suite: `RocksLogStore` (real files) and `MemoryLogStore` (tests, simulator).
  */
-import type { Entry, HardState, LogReader, SnapshotMeta } from '../../machines/raft/types.ts';
+import type { Entry, HardState, LogReader, SnapshotMeta } from '../../machines/raft/index.ts';
 
 /**
  * A persist effect of the Raft machine. A non-empty `entries` replaces the log's suffix from

@@ -5,7 +5,7 @@
 import { mkdir, open as openFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import rocksdb, { type BatchOp, type ChainedBatch, type RangeOptions, type RocksDB } from 'rocksdb';
-import { storageFatal } from '../../protocol/errors.ts';
+import { storageFatal } from '../errors.ts';
 
 export type { BatchOp, ChainedBatch, RangeOptions };
 

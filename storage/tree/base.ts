@@ -8,21 +8,32 @@
  * the live tree in slices, yielding to the event loop, while readers see a copy-on-write clone
  * taken before it started.
  */
-import type { SnapshotMeta } from '../../machines/raft/types.ts';
+import type { SnapshotMeta } from '../../machines/raft/index.ts';
+import type {
+  Command,
+  CommandOf,
+  Compare,
+  KeyMeta,
+  KeyValue,
+  OpResult,
+  TxnOp,
+} from '../../protocol/index.ts';
 import {
+  type ApiLimits,
   BadPathError,
   BadRequestError,
   CompactedError,
+  decodeCommand,
+  defaultApiLimits,
   EnsembleError,
   ExistsError,
   fromWire,
   SessionExpiredError,
-  StorageFatalError,
   VersionMismatchError,
-} from '../../protocol/errors.ts';
+} from '../../protocol/index.ts';
 import { yieldToEventLoop } from '../codec.ts';
+import { StorageFatalError } from '../errors.ts';
 import type { BTree } from './btree.ts';
-import { decodeCommand } from './command.ts';
 import {
   freeze,
   metaOf,
@@ -43,33 +54,28 @@ import {
 } from './path.ts';
 import type { SessionFields } from './records.ts';
 import { DEFAULT_CHUNK_BYTES, dumpChunks, parseDump } from './snapshot.ts';
-import {
-  type ApplyOutcome,
-  type ChildList,
-  type Command,
-  type CommandResult,
-  type Compare,
-  type DeleteOp,
-  defaultTreeLimits,
-  type EventBatch,
-  type EventFilter,
-  type KeyMeta,
-  type KeyTree,
-  type KeyValue,
-  type OpResult,
-  type PutOp,
-  type RangeResult,
-  type ReadOptions,
-  type RestoreInfo,
-  type SessionInfo,
-  type SnapshotOptions,
-  type StoredOutcome,
-  type TreeEvent,
-  type TreeLimits,
-  type TreeSnapshot,
+import type {
+  ApplyOutcome,
+  ChildList,
+  CommandResult,
+  EventBatch,
+  EventFilter,
+  KeyTree,
+  RangeResult,
+  ReadOptions,
+  RestoreInfo,
+  SessionInfo,
+  SnapshotOptions,
+  StoredOutcome,
+  TreeEvent,
+  TreeSnapshot,
 } from './types.ts';
 
 /** Keys changed between two yields of a long apply. */
+/** A put or a delete, in a command or in a txn (without the command's tag). */
+type PutOp = Omit<CommandOf<'put'>, 'client'>;
+type DeleteOp = Omit<CommandOf<'delete'>, 'client'>;
+
 const SLICE = 4096;
 
 /** What one apply changed, for the durable copy. `keys` holds the final state of each key. */
@@ -194,12 +200,12 @@ export abstract class BaseTree implements KeyTree {
   private tail: Promise<unknown> = Promise.resolve();
   protected failure: StorageFatalError | null = null;
   private closed = false;
-  readonly limits: TreeLimits;
+  readonly limits: ApiLimits;
 
-  protected constructor(data: TreeData, limits: Partial<TreeLimits> = {}) {
+  protected constructor(data: TreeData, limits: Partial<ApiLimits> = {}) {
     this.data = data;
     this.view = data.keys;
-    this.limits = { ...defaultTreeLimits, ...limits };
+    this.limits = { ...defaultApiLimits, ...limits };
   }
 
   /** Takes the changes of one apply to the durable copy (in apply order). */
@@ -450,7 +456,7 @@ export abstract class BaseTree implements KeyTree {
     return compares.every((c) => holds(c, keys.get(c.key)));
   }
 
-  private txnOp(m: Mutation, op: PutOp | { op: 'get'; key: string }, owner: string | null): OpResult {
+  private txnOp(m: Mutation, op: PutOp | Extract<TxnOp, { op: 'get' }>, owner: string | null): OpResult {
     if (op.op === 'get') return { op: 'get', kv: this.data.keys.get(op.key) ?? null };
     return { op: 'put', kv: meta(this.put(m, op, owner)) };
   }

@@ -2,12 +2,13 @@
  * The in-memory state of a key tree, and the frozen copy of it that snapshots and the memory
  * tree's crash model read. Keys live in a copy-on-write B+ tree ordered by `comparePaths`.
  */
-import type { SnapshotMeta } from '../../machines/raft/types.ts';
-import { CorruptedError } from '../../protocol/errors.ts';
+import type { SnapshotMeta } from '../../machines/raft/index.ts';
+import type { KeyValue } from '../../protocol/index.ts';
+import { CorruptedError } from '../errors.ts';
 import { BTree } from './btree.ts';
 import { comparePaths } from './path.ts';
 import type { SessionFields } from './records.ts';
-import type { KeyValue, SessionInfo, StoredOutcome, TreeEvent } from './types.ts';
+import type { SessionInfo, StoredOutcome, TreeEvent } from './types.ts';
 
 export interface SessionState {
   readonly id: string;

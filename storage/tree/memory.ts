@@ -3,14 +3,15 @@
  * `sync()` or `restore()` left; `crash()` returns a tree holding only that, as a power cut would
  * leave a node whose unsynced tree writes were lost (the Raft log then replays the rest).
  */
-import { StorageFatalError } from '../../protocol/errors.ts';
+
+import type { ApiLimits } from '../../protocol/index.ts';
+import { StorageFatalError } from '../errors.ts';
 import type { Change } from './base.ts';
 import { BaseTree } from './base.ts';
 import { emptyData, type FrozenTree, freeze, type TreeData, thaw } from './data.ts';
-import type { TreeLimits } from './types.ts';
 
 export interface MemoryTreeOptions {
-  readonly limits?: Partial<TreeLimits>;
+  readonly limits?: Partial<ApiLimits>;
 }
 
 export class MemoryTree extends BaseTree {

@@ -10,7 +10,7 @@ const SLASH = 0x2f;
  * apply): `checkPath(path, maxBytes, allowRoot)` throws `BadRequestError` for a non-string,
  * `BadPathError` for a malformed path (or `/` unless `allowRoot`), `TooLargeError` beyond
  * `maxBytes`; `checkPrefix` the same for raw prefixes. */
-export { checkKey as checkPath, checkPrefix } from '../../protocol/api.ts';
+export { checkKey as checkPath, checkPrefix } from '../../protocol/index.ts';
 
 /** Maps a UTF-16 code unit so that unit order gives code point order (UTF-8 byte order). */
 const fix = (u: number): number => (u < 0xd800 ? u : u >= 0xe000 ? u - 0x800 : u + 0x2000);

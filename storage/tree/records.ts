@@ -9,11 +9,12 @@
  *   meta      [appliedIndex, revision, compactRevision, raftMeta | null]
  *   raftMeta  [index, term, voters, learners]
  */
-import type { SnapshotMeta } from '../../machines/raft/types.ts';
-import { CorruptedError } from '../../protocol/errors.ts';
+import type { SnapshotMeta } from '../../machines/raft/index.ts';
+import type { KeyValue } from '../../protocol/index.ts';
 import { check, isBytes, isIndex } from '../codec.ts';
+import { CorruptedError } from '../errors.ts';
 import type { TreeMeta } from './data.ts';
-import type { CommandResult, KeyValue, StoredOutcome, TreeEvent } from './types.ts';
+import type { CommandResult, StoredOutcome, TreeEvent } from './types.ts';
 
 export type KvFields = [Uint8Array, number, number, number, string | null];
 

@@ -17,7 +17,7 @@
  */
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CorruptedError, StorageFatalError, storageFatal } from '../../protocol/errors.ts';
+import type { ApiLimits } from '../../protocol/index.ts';
 import {
   check,
   decodeRecord,
@@ -29,6 +29,7 @@ import {
   stringKey,
   yieldToEventLoop,
 } from '../codec.ts';
+import { CorruptedError, StorageFatalError, storageFatal } from '../errors.ts';
 import { type ChainedBatch, RocksDb, removeDir, writeFileAtomic } from '../rocks/db.ts';
 import { BaseTree, type Change } from './base.ts';
 import { emptyData, linkEphemerals, metaOf, newSession, type TreeData, type TreeMeta } from './data.ts';
@@ -45,7 +46,6 @@ import {
   readSession,
   sessionFields,
 } from './records.ts';
-import type { TreeLimits } from './types.ts';
 
 const KEY = 0x6b; // k
 const EVENT = 0x68; // h
@@ -81,7 +81,7 @@ function fieldsOf(bytes: Uint8Array, what: string): unknown {
 const range = (tag: number) => ({ gte: Buffer.from([tag]), lt: Buffer.from([tag + 1]) });
 
 export interface RocksTreeOptions {
-  readonly limits?: Partial<TreeLimits>;
+  readonly limits?: Partial<ApiLimits>;
 }
 
 export class RocksTree extends BaseTree {

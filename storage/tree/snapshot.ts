@@ -13,8 +13,8 @@
  * The same state always gives the same bytes. Chunk boundaries do not align with frames.
  */
 import { crc32 } from 'node:zlib';
-import { CorruptedError } from '../../protocol/errors.ts';
 import { check, decode, encode, isIndex, yieldToEventLoop } from '../codec.ts';
+import { CorruptedError } from '../errors.ts';
 import {
   emptyData,
   type FrozenTree,

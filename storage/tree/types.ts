@@ -3,20 +3,15 @@
  * entry carries), their results, the reads, and the `KeyTree` interface that `MemoryTree` and
  * `RocksTree` both implement.
  */
-import type { SnapshotMeta } from '../../machines/raft/types.ts';
-import {
-  type ApiLimits,
-  type Compare,
-  type CompareTarget,
-  defaultApiLimits,
-  type KeyMeta,
-  type KeyValue,
-  type OpResult,
-} from '../../protocol/api.ts';
-import type { EnsembleError, WireError } from '../../protocol/errors.ts';
-
-/** Shapes the tree shares with the API (protocol/api.ts): keys and their metadata, compares, txn op results. */
-export type { Compare, CompareTarget, KeyMeta, KeyValue, OpResult };
+import type { SnapshotMeta } from '../../machines/raft/index.ts';
+import type {
+  EnsembleError,
+  KeyMeta,
+  KeyValue,
+  OpResult,
+  WatchTarget,
+  WireError,
+} from '../../protocol/index.ts';
 
 /** One change, kept until compacted; `kv`/`prev` are the key after and before it. */
 export interface TreeEvent {
@@ -28,73 +23,6 @@ export interface TreeEvent {
   readonly kv: KeyValue | null;
   readonly prev: KeyValue | null;
 }
-
-/** Exactly-once tag (Raft thesis §6.3): the client's session, this write's sequence number, and
- * the lowest sequence number whose answer the client has not yet seen. */
-export interface ClientTag {
-  readonly session: string;
-  readonly seq: number;
-  readonly lowSeq: number;
-}
-
-export interface PutOp {
-  readonly op: 'put';
-  readonly key: string;
-  readonly value: Uint8Array;
-  /** Fail with `EXISTS` if the key exists. */
-  readonly ifAbsent?: boolean;
-  /** Fail with `VERSION_MISMATCH` unless the key's version is this (0: absent). */
-  readonly ifVersion?: number;
-  /** Owned by the client session of the command; deleted when that session ends. */
-  readonly ephemeral?: boolean;
-}
-
-export interface DeleteOp {
-  readonly op: 'delete';
-  /** With `subtree`, `/` deletes every key. */
-  readonly key: string;
-  /** Also delete every key below `key`. */
-  readonly subtree?: boolean;
-  readonly ifVersion?: number;
-}
-
-export interface GetOp {
-  readonly op: 'get';
-  readonly key: string;
-}
-
-export type TxnOp = PutOp | DeleteOp | GetOp;
-
-export type Command =
-  | (PutOp & { readonly client?: ClientTag })
-  | (DeleteOp & { readonly client?: ClientTag })
-  | {
-      readonly op: 'createSequential';
-      /** The new key is `prefix` + a 10-digit number from the parent's counter (never reused). */
-      readonly prefix: string;
-      readonly value: Uint8Array;
-      readonly ephemeral?: boolean;
-      readonly client?: ClientTag;
-    }
-  | {
-      readonly op: 'txn';
-      readonly compare: readonly Compare[];
-      readonly success: readonly TxnOp[];
-      readonly failure: readonly TxnOp[];
-      readonly client?: ClientTag;
-    }
-  | {
-      /** Id, secret and TTL are chosen by the proposer, never inside apply. */
-      readonly op: 'sessionOpen';
-      readonly id: string;
-      readonly secret: Uint8Array;
-      readonly ttlMs: number;
-    }
-  | { readonly op: 'sessionClose'; readonly id: string }
-  | { readonly op: 'sessionExpire'; readonly id: string }
-  | { readonly op: 'compact'; readonly revision: number };
-
-export type CommandOp = Command['op'];
 
 export type CommandResult =
   | { readonly op: 'put'; readonly kv: KeyMeta }
@@ -138,16 +66,6 @@ export interface SessionInfo {
   readonly ephemeralKeys: number;
 }
 
-/**
- * Limits checked inside apply: the API's limits (proposers check them first, in
- * `validateRequest`, to answer early). They must be equal on every node (they decide results), so
- * they belong to the cluster's configuration. In apply, `maxRequestBytes` also caps the bytes of
- * an encoded command.
- */
-export type TreeLimits = ApiLimits;
-
-export const defaultTreeLimits: TreeLimits = defaultApiLimits;
-
 export interface ReadOptions {
   /** Read at this past revision, `>= compactRevision` (default: the current revision). */
   readonly revision?: number;
@@ -171,12 +89,8 @@ export interface ChildList {
   readonly revision: number;
 }
 
-/** Events of one key, of keys with a raw prefix, of a subtree (`path` and below), or all. */
-export type EventFilter =
-  | { readonly key: string }
-  | { readonly prefix: string }
-  | { readonly subtree: string }
-  | Record<string, never>;
+/** Events of a watch's target (protocol's `WatchTarget`), or of every key (`{}`). */
+export type EventFilter = WatchTarget | Record<string, never>;
 
 export interface EventBatch {
   readonly events: TreeEvent[];

@@ -1,5 +1,6 @@
 /**
- * Peer frames: what one node sends another on `P.peer.<node>`. A frame batches the Raft
+ * Peer frames: what one node sends another on `P.peer.<node>` (decoded by protocol/codec.ts's
+ * `decodePeer`, checked here, next to the messages they carry). A frame batches the Raft
  * messages one node had for another in one turn of its event loop:
  *   body = { from, to, inc, msgs: Message[] }   (`inc`: the sender's incarnation)
  * `validatePeerFrame` checks every field of every message, so the machine only ever sees
@@ -8,8 +9,14 @@
  * Snapshot chunks travel as requests on `P.peer.<node>.snapshot`:
  *   body = { from, term, snapshot: SnapshotMeta, seq, last, data: Uint8Array }
  */
-import type { Configuration, Entry, Message, SnapshotMeta } from '../machines/raft/index.ts';
-import { isToken } from './subjects.ts';
+import type { Message } from './messages.ts';
+import type { Configuration, Entry, SnapshotMeta } from './types.ts';
+
+/**
+ * A node id: one NATS subject token (`[A-Za-z0-9_-]{1,64}`), the rule protocol/subjects.ts gives
+ * every token; restated here because machines/ depends on nothing (a test checks they agree).
+ */
+export const isNodeId = (s: unknown): s is string => typeof s === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(s);
 
 export interface PeerFrame {
   readonly from: string;
@@ -55,7 +62,7 @@ function int(v: unknown, what: string): number {
 }
 
 function id(v: unknown, what: string): string {
-  if (!isToken(v)) throw new Invalid(`${what} must be a node id`);
+  if (!isNodeId(v)) throw new Invalid(`${what} must be a node id`);
   return v;
 }
 

@@ -1,0 +1,5 @@
+/**
+ * actors/: the runtime that gives the machines a body — the node (`EnsembleNode`) and its parts:
+ * storage writer, transport, applier, API, session keeper, watch hub, ticker.
+ */
+export { defaultRaftOptions, defaultTickMs, EnsembleNode, type NodeConfig } from './node.ts';
