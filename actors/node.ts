@@ -25,7 +25,7 @@ import {
 import type { ApiLimits } from '../protocol/index.ts';
 import { subjects as subjectTable } from '../protocol/index.ts';
 import { type NodeStorage, openStorage } from '../storage/index.ts';
-import { Api } from './api.ts';
+import { Api } from './api/index.ts';
 import { Applier } from './applier.ts';
 import { Driver } from './driver.ts';
 import { SessionKeeper } from './sessions.ts';
@@ -375,7 +375,7 @@ export class EnsembleNode {
         p.sessions.roleChanged(e.role === 'leader', e.term);
         if (e.role === 'leader' || e.leader !== null)
           this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
-        return;
+        return p.api.effect(e);
       default:
         return p.api.effect(e);
     }

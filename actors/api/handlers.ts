@@ -1,0 +1,430 @@
+/**
+ * What each op does on a node, once ingress decoded, validated and routed it here:
+ * - writes become log commands (protocol's `commandOf`), batched per turn of the event loop into
+ *   one `raft.propose`, and are answered when applied at the index they got;
+ * - linearizable reads are batched into one `raft.readIndex` (thesis §6.4) and served once the
+ *   applier reached the read index; serializable reads at once;
+ * - sessions are checked in one place (`session`); watches go to the watch hub after a ReadIndex
+ *   barrier; membership changes and leader transfers go to the machine and are answered from its
+ *   effects (`changeResult`, `roleChanged`).
+ * Nothing here knows NATS; every request held is in the pending table, with a deadline.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  currentConfig,
+  type Effect,
+  type Entry,
+  lastIndex,
+  type MembershipChange,
+  type NodeId,
+  type RaftContext,
+  type RaftEvent,
+} from '../../machines/raft/index.ts';
+import {
+  type ApiResults,
+  BadRequestError,
+  commandOf,
+  EnsembleError,
+  encodeCommand,
+  InternalError,
+  NotLeaderError,
+  type Outcome,
+  SessionExpiredError,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  type ValidRequest,
+} from '../../protocol/index.ts';
+import type { ApplyOutcome, KeyTree, SessionInfo } from '../../storage/index.ts';
+import type { Applier } from '../applier.ts';
+import type { WatchHub } from '../watches.ts';
+import { type PendingRead, type PendingTable, settleReads } from './pending.ts';
+import type { Answer, ApiCounters, Reply } from './reply.ts';
+
+export interface HandlerPorts {
+  readonly self: NodeId;
+  readonly cluster: string;
+  readonly raft: (event: RaftEvent) => void;
+  /** The machine's current context (role, term, leader, commit, configuration). */
+  readonly state: () => RaftContext;
+  readonly tree: KeyTree;
+  readonly applier: Applier;
+  readonly watches: WatchHub;
+  readonly answer: Answer;
+  readonly pending: PendingTable;
+  readonly counters: ApiCounters;
+  /** A session's keepalive was heard (the session keeper records it). */
+  readonly onKeepalive?: (session: string) => void;
+}
+
+export class ApiHandlers {
+  private proposeQueue: { id: string; data: Uint8Array }[] = [];
+  private readQueue: PendingRead[] = [];
+  private flushScheduled = false;
+
+  constructor(private readonly p: HandlerPorts) {}
+
+  /** Serves a valid request routed to this node. Never throws. */
+  dispatch(v: ValidRequest, reply: Reply): void {
+    const { answer, watches } = this.p;
+    try {
+      switch (v.op) {
+        case 'get':
+        case 'list':
+        case 'range':
+          return this.read(v, reply);
+        case 'status':
+          return answer(reply, { result: this.status() });
+        case 'sessionKeepalive': {
+          const s = this.knownSession(v.request.id, v.request.secret);
+          if (s === null) return answer(reply, { error: new SessionExpiredError(v.request.id) });
+          this.p.onKeepalive?.(v.request.id);
+          return answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
+        }
+        case 'watch': {
+          const r = v.request;
+          // A ReadIndex round first: the watch starts from state at least as new as anything
+          // acknowledged before it (a compaction included), even on a lagging follower.
+          void this.barrier()
+            .then(() => this.session(r.session, r.secret))
+            .then((s) => {
+              if (s === null) return answer(reply, { error: new SessionExpiredError(r.session) });
+              const started = watches.add(r);
+              if ('error' in started) return answer(reply, { error: started.error });
+              answer(reply, {
+                result: { id: r.id, node: this.p.self, revision: started.revision, group: started.group },
+              });
+            });
+          return;
+        }
+        case 'watchCancel': {
+          const r = v.request;
+          void this.session(r.session, r.secret).then((s) => {
+            if (s === null) return answer(reply, { error: new SessionExpiredError(r.session) });
+            answer(reply, { result: { cancelled: watches.cancel(r.session, r.id) } });
+          });
+          return;
+        }
+        case 'watchAck': {
+          const r = v.request;
+          // Synchronous: a watch exists here only for a session this node knows.
+          if (this.knownSession(r.session, r.secret) === null) {
+            this.p.counters.badInput++;
+            return answer(reply, { error: new SessionExpiredError(r.session) });
+          }
+          watches.ack(r.session, r.id, r.seq, r.shared === true);
+          return answer(reply, { result: {} });
+        }
+        case 'memberAdd':
+          return this.change(reply, { type: 'addLearner', node: v.request.id });
+        case 'memberPromote':
+          return this.change(reply, { type: 'promote', node: v.request.id });
+        case 'memberRemove':
+          return this.change(reply, { type: 'remove', node: v.request.id });
+        case 'transferLeader':
+          return this.transfer(reply, v.request.to);
+        default:
+          return void this.write(v, reply);
+      }
+    } catch (err) {
+      answer(reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sessions: the one check.
+
+  /** The session if this node knows it and `secret` is its secret, else null. */
+  knownSession(id: string, secret: Uint8Array): SessionInfo | null {
+    const s = this.p.tree.session(id);
+    return s !== null && sameBytes(s.secret, secret) ? s : null;
+  }
+
+  /**
+   * The session if `secret` is its secret, after a ReadIndex barrier when this node does not
+   * know it yet (opened a moment ago through another node), else null.
+   */
+  async session(id: string, secret: Uint8Array): Promise<SessionInfo | null> {
+    if (this.p.tree.session(id) === null && !(await this.barrier())) return null;
+    return this.knownSession(id, secret);
+  }
+
+  /**
+   * A keepalive heard on the keepalive subject: what to answer, or null to stay silent (the node
+   * does not know the session and is not the leader: another node may).
+   */
+  keepalive(id: string, secret: Uint8Array): Outcome | null {
+    const s = this.p.tree.session(id);
+    const leader = this.p.state().role === 'leader';
+    if (s === null) {
+      // Unknown here: expired, forged, or opened but not applied on this node yet. The last case
+      // loses nothing: applying the open counts as contact (SessionKeeper.opened), and that is
+      // later than any keepalive ignored before it.
+      return leader && this.p.applier.index >= this.p.state().commit
+        ? { error: new SessionExpiredError(id) }
+        : null;
+    }
+    if (!sameBytes(s.secret, secret)) {
+      this.p.counters.forgedKeepalives++;
+      return leader ? { error: new SessionExpiredError(id) } : null;
+    }
+    this.p.onKeepalive?.(id);
+    return { result: { ttlMs: s.ttlMs } };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writes: one proposal batch per turn; answered when applied at the index they got.
+
+  private async write(v: ValidRequest, reply: Reply): Promise<void> {
+    const command = commandOf(v, () => ({
+      id: randomBytes(12).toString('hex'),
+      secret: new Uint8Array(randomBytes(16)),
+    }));
+    if (command === null) return;
+    // A write in a session, or a session's close, proves it knows the session's secret.
+    const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
+    const owner = tag ?? (v.op === 'sessionClose' ? (v.request as { id: string; secret: Uint8Array }) : null);
+    if (owner !== null) {
+      const sid = 'session' in owner ? owner.session : owner.id;
+      if ((await this.session(sid, owner.secret)) === null)
+        return this.p.answer(reply, { error: new SessionExpiredError(sid) });
+    }
+    const extra =
+      command.op === 'sessionOpen'
+        ? { id: command.id, secret: command.secret, ttlMs: command.ttlMs }
+        : undefined;
+    const id = this.p.pending.addWrite({ op: v.op, reply, ...(extra ? { extra } : {}) });
+    this.proposeQueue.push({ id, data: encodeCommand(command) });
+    this.schedule();
+  }
+
+  /** Proposes a session expiry (the leader's session keeper calls this). */
+  expire(session: string): void {
+    this.proposeQueue.push({
+      id: this.p.pending.id('x'),
+      data: encodeCommand({ op: 'sessionExpire', id: session }),
+    });
+    this.schedule();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads: linearizable through one ReadIndex per batch, or local when serializable.
+
+  private read(v: ValidRequest, reply: Reply): void {
+    this.p.counters.reads++;
+    const serve = () => this.serve(v, reply);
+    if ((v.request as { serializable?: boolean }).serializable) return serve();
+    this.readQueue.push({ serve, reply });
+    this.schedule();
+  }
+
+  /** Resolves once this node has applied everything committed before the call (a ReadIndex
+   * round); false if the round failed (no leader, no quorum, the deadline). */
+  barrier(): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.readQueue.push({ done: resolve });
+      this.schedule();
+    });
+  }
+
+  private serve(v: ValidRequest, reply: Reply): void {
+    const { tree, answer } = this.p;
+    try {
+      switch (v.op) {
+        case 'get': {
+          const r = v.request;
+          const kv = tree.get(r.key, r.revision !== undefined ? { revision: r.revision } : {});
+          return answer(reply, { result: { kv, revision: tree.revision } });
+        }
+        case 'list':
+          return answer(reply, { result: tree.listChildren(v.request.key, readOptions(v.request)) });
+        case 'range':
+          return answer(reply, { result: tree.range(v.request.prefix, readOptions(v.request)) });
+        default:
+          return answer(reply, { error: new InternalError('not a read') });
+      }
+    } catch (err) {
+      answer(reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership and leader transfer.
+
+  private change(reply: Reply, change: MembershipChange): void {
+    const id = this.p.pending.addChange(reply);
+    this.p.raft({ type: 'raft.changeMembership', id, change });
+  }
+
+  /** Asks the machine to hand leadership over; answered when the role change shows it done. */
+  private transfer(reply: Reply, to: string | undefined): void {
+    const ctx = this.p.state();
+    const voters = currentConfig(ctx).voters;
+    let target = to;
+    if (target === undefined) {
+      let best = -1;
+      for (const [peer, pr] of Object.entries(ctx.progress)) {
+        if (voters.includes(peer) && pr.match > best) {
+          best = pr.match;
+          target = peer;
+        }
+      }
+    }
+    if (target === undefined || !voters.includes(target) || target === this.p.self) {
+      return this.p.answer(reply, {
+        error: new BadRequestError(`cannot transfer leadership to ${target ?? 'nobody'}`),
+      });
+    }
+    const previous = this.p.pending.transfer;
+    if (previous !== null)
+      this.p.answer(previous.reply, { error: new BadRequestError('another leader transfer was asked for') });
+    this.p.pending.transfer = { to: target, reply, deadline: this.p.pending.deadline() };
+    this.p.raft({ type: 'raft.transferLeader', to: target });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Effects of the machine and outcomes of the applier.
+
+  effect(e: Effect): void {
+    const { pending, answer, applier } = this.p;
+    switch (e.type) {
+      case 'proposed':
+        e.ids.forEach((id, i) => pending.placed(id, e.index + i, e.term));
+        return;
+      case 'proposeFailed':
+        for (const id of e.ids) {
+          const w = pending.takeWrite(id);
+          if (w !== undefined) answer(w.reply, { error: new NotLeaderError(e.leader) });
+        }
+        return;
+      case 'readReady':
+        for (const id of e.ids) {
+          const batch = pending.takeReads(id);
+          if (batch === undefined) continue;
+          void applier.waitApplied(e.index).then(() => {
+            for (const r of batch) {
+              if ('done' in r) r.done(true);
+              else r.serve();
+            }
+          });
+        }
+        return;
+      case 'readFailed':
+        for (const id of e.ids) {
+          const batch = pending.takeReads(id);
+          if (batch !== undefined) settleReads(batch, answer, new NotLeaderError(e.leader));
+        }
+        return;
+      case 'changeResult': {
+        const c = pending.changes.get(e.id);
+        if (c === undefined) return;
+        if (!e.ok) {
+          pending.changes.delete(e.id);
+          const error =
+            e.reason === 'NOT_LEADER'
+              ? new NotLeaderError(e.leader)
+              : new BadRequestError(`membership change refused: ${e.reason ?? 'unknown'}`);
+          return answer(c.reply, { error });
+        }
+        c.index = e.index;
+        void applier.waitApplied(e.index).then(() => {
+          if (!pending.changes.delete(e.id)) return;
+          answer(c.reply, { result: { members: currentConfig(this.p.state()), index: e.index } });
+        });
+        return;
+      }
+      case 'roleChanged': {
+        const t = pending.transfer;
+        if (t !== null && e.role !== 'leader' && e.leader === t.to) {
+          pending.transfer = null;
+          answer(t.reply, { result: { leader: t.to } });
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  applied(entry: Entry, outcome: ApplyOutcome | null): void {
+    if (outcome?.ok && (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire')) {
+      this.p.watches.sessionEnded(outcome.result.id);
+    }
+    const w = this.p.pending.takeAt(entry.index);
+    if (w === undefined) return;
+    if (w.term !== entry.term || outcome === null) {
+      // Another leader's entry took this index: ours was lost with the old term.
+      return this.p.answer(w.reply, {
+        error: new NotLeaderError(this.p.state().leader, 'leader changed; retry'),
+      });
+    }
+    if (!outcome.ok) return this.p.answer(w.reply, { error: outcome.error });
+    const { op: _op, ...rest } = outcome.result as { op: string } & Record<string, unknown>;
+    const result =
+      w.op === 'sessionOpen'
+        ? { ...w.extra }
+        : { ...rest, revision: outcome.revision, ...(outcome.replayed ? { replayed: true } : {}) };
+    this.p.answer(w.reply, { result });
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const { counters, raft, pending } = this.p;
+    if (this.proposeQueue.length > 0) {
+      const commands = this.proposeQueue;
+      this.proposeQueue = [];
+      counters.proposals += commands.length;
+      counters.proposalBatches++;
+      raft({ type: 'raft.propose', commands });
+    }
+    if (this.readQueue.length > 0) {
+      const id = pending.addReads(this.readQueue);
+      this.readQueue = [];
+      counters.readBatches++;
+      raft({ type: 'raft.readIndex', ids: [id] });
+    }
+  }
+
+  status(): ApiResults['status'] {
+    const c = this.p.state();
+    return {
+      id: this.p.self,
+      cluster: this.p.cluster,
+      role: c.role === 'preCandidate' ? 'candidate' : c.role,
+      term: c.term,
+      leader: c.leader,
+      commitIndex: c.commit,
+      appliedIndex: this.p.applier.index,
+      lastIndex: lastIndex(c),
+      revision: this.p.tree.revision,
+      members: currentConfig(c),
+      protocol: SUPPORTED_PROTOCOL_VERSIONS,
+      sessions: this.p.tree
+        .sessions()
+        .slice(0, 1000)
+        .map((x) => ({ id: x.id, ttlMs: x.ttlMs, ephemeralKeys: x.ephemeralKeys })),
+    };
+  }
+}
+
+function readOptions(r: { limit?: number; after?: string; revision?: number }) {
+  return {
+    ...(r.limit !== undefined ? { limit: r.limit } : {}),
+    ...(r.after !== undefined ? { after: r.after } : {}),
+    ...(r.revision !== undefined ? { revision: r.revision } : {}),
+  };
+}
+
+/** Compares in constant time: a secret is not guessed byte by byte. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}

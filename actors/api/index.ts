@@ -1,0 +1,104 @@
+/**
+ * The request API of one node, in three parts: ingress (NATS, decoding, validation, routing and
+ * forwarding), handlers (what each op does), and the pending table (every request held, with its
+ * deadline). `Api` wires them for the node.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Effect, Entry, NodeId, RaftContext, RaftEvent } from '../../machines/raft/index.ts';
+import type { ApiLimits, ApiResults, Subjects } from '../../protocol/index.ts';
+import { TimeoutError } from '../../protocol/index.ts';
+import type { ApplyOutcome, KeyTree } from '../../storage/index.ts';
+import type { Applier } from '../applier.ts';
+import type { WatchHub } from '../watches.ts';
+import { ApiHandlers } from './handlers.ts';
+import { ApiIngress } from './ingress.ts';
+import { PendingTable } from './pending.ts';
+import { type ApiCounters, answerWith, newCounters } from './reply.ts';
+
+export { SERVICE_VERSION } from './ingress.ts';
+export type { ApiCounters } from './reply.ts';
+
+export interface ApiOptions {
+  readonly nc: NatsConnection;
+  readonly subjects: Subjects;
+  readonly cluster: string;
+  readonly self: NodeId;
+  readonly raft: (event: RaftEvent) => void;
+  /** The machine's current context (role, term, leader, commit, configuration). */
+  readonly state: () => RaftContext;
+  readonly tree: KeyTree;
+  readonly applier: Applier;
+  readonly limits?: Partial<ApiLimits>;
+  /** How long a request may wait for the log, the leader or the machine before TIMEOUT. */
+  readonly requestTimeoutMs?: number;
+  /** Session keepalives heard (every node records them; the leader expires sessions). */
+  readonly onKeepalive?: (session: string) => void;
+  readonly watches: WatchHub;
+}
+
+export class Api {
+  readonly counters: ApiCounters = newCounters();
+  readonly pending: PendingTable;
+  private readonly handlers: ApiHandlers;
+  private readonly ingress: ApiIngress;
+
+  constructor(opts: ApiOptions) {
+    const timeoutMs = opts.requestTimeoutMs ?? 5000;
+    const answer = answerWith(opts.cluster, this.counters);
+    this.pending = new PendingTable(answer, timeoutMs);
+    this.handlers = new ApiHandlers({
+      self: opts.self,
+      cluster: opts.cluster,
+      raft: opts.raft,
+      state: opts.state,
+      tree: opts.tree,
+      applier: opts.applier,
+      watches: opts.watches,
+      answer,
+      pending: this.pending,
+      counters: this.counters,
+      ...(opts.onKeepalive ? { onKeepalive: opts.onKeepalive } : {}),
+    });
+    this.ingress = new ApiIngress({
+      nc: opts.nc,
+      subjects: opts.subjects,
+      cluster: opts.cluster,
+      self: opts.self,
+      state: opts.state,
+      ...(opts.limits ? { limits: opts.limits } : {}),
+      forwardTimeoutMs: timeoutMs,
+      handlers: this.handlers,
+      answer,
+      counters: this.counters,
+    });
+  }
+
+  start(): void {
+    this.pending.start();
+    this.ingress.start();
+  }
+
+  stop(): void {
+    this.ingress.stop();
+    this.pending.drain(new TimeoutError('node stopping'));
+  }
+
+  /** Effects of the Raft machine that concern requests (proposals, reads, changes, roles). */
+  effect(e: Effect): void {
+    this.handlers.effect(e);
+  }
+
+  /** An entry was applied (with the tree's outcome, or null for a non-command entry). */
+  applied(entry: Entry, outcome: ApplyOutcome | null): void {
+    this.handlers.applied(entry, outcome);
+  }
+
+  /** Proposes a session expiry (the leader's session keeper). */
+  expire(session: string): void {
+    this.handlers.expire(session);
+  }
+
+  status(): ApiResults['status'] {
+    return this.handlers.status();
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The API's door on NATS: subscribes, decodes, validates, and routes every request.
+ *
+ * - `P.node.<self>.api.<op>`: this node. Writes and admin ops on a follower answer NOT_LEADER
+ *   with the leader's id, so clients learn where to go; reads are served here (ReadIndex).
+ * - `P.api.<op>`: any node (queue group). A follower forwards writes and admin ops to the
+ *   leader on `P.peer.<leader>.forward` and relays the leader's answer byte for byte.
+ * - `P.peer.<self>.forward`: requests forwarded by followers (peers only, by nats.conf).
+ * - `P.session.keepalive`: keepalives, heard by every node.
+ * The API is announced as a NATS service (`$SRV` discovery). Every reply mirrors the request's
+ * format (CBOR or JSON) and goes only to a client inbox. Bad input of any kind gets a typed error
+ * (or, on the keepalive subject, is dropped and counted); nothing a client sends can throw out of
+ * a handler.
+ */
+import { type Service, Svcm } from '@nats-io/services';
+import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { NodeId, RaftContext } from '../../machines/raft/index.ts';
+import pkg from '../../package.json' with { type: 'json' };
+import {
+  type ApiLimits,
+  BadRequestError,
+  type DecodedEnvelope,
+  decodeEnvelope,
+  decodePeer,
+  encodeDecodeError,
+  encodePeer,
+  isClientInbox,
+  LEADER_HEADER,
+  NotLeaderError,
+  opKinds,
+  ops,
+  type Subjects,
+  validateRequest,
+} from '../../protocol/index.ts';
+import type { ApiHandlers } from './handlers.ts';
+import type { Answer, ApiCounters, Reply } from './reply.ts';
+
+/** The version the API announces as a NATS service: the package's (package.json). */
+export const SERVICE_VERSION: string = pkg.version;
+
+export interface IngressPorts {
+  readonly nc: NatsConnection;
+  readonly subjects: Subjects;
+  readonly cluster: string;
+  readonly self: NodeId;
+  readonly state: () => RaftContext;
+  readonly limits?: Partial<ApiLimits>;
+  /** How long a forwarded request waits for the leader's answer. */
+  readonly forwardTimeoutMs: number;
+  readonly handlers: ApiHandlers;
+  readonly answer: Answer;
+  readonly counters: ApiCounters;
+}
+
+export class ApiIngress {
+  private subs: Subscription[] = [];
+  private service: Promise<Service> | null = null;
+
+  constructor(private readonly p: IngressPorts) {}
+
+  start(): void {
+    const { nc, subjects, self, cluster } = this.p;
+    // Two endpoints with wildcard subjects, so unknown ops still reach us and get UNKNOWN_OP.
+    this.service = new Svcm(nc)
+      .add({
+        name: 'ensemble',
+        version: SERVICE_VERSION,
+        description: 'Ensemble coordination cluster: key tree, sessions, watches over request/reply',
+        metadata: { cluster, node: self, prefix: subjects.prefix, ops: ops.join(',') },
+        queue: subjects.apiQueue,
+      })
+      .then((svc) => {
+        svc.addEndpoint('api', {
+          subject: subjects.apiWildcard(),
+          queue: subjects.apiQueue,
+          metadata: { scope: 'any node; followers forward writes to the leader' },
+          handler: (e, m) => void (!e && this.onApi(m, true)),
+        });
+        svc.addEndpoint('node', {
+          subject: subjects.nodeApiWildcard(self),
+          metadata: { scope: `node ${self} only` },
+          handler: (e, m) => void (!e && this.onApi(m, false)),
+        });
+        return svc;
+      });
+    this.service.catch(() => {});
+    this.subs.push(
+      nc.subscribe(subjects.forward(self), { callback: (e, m) => void (!e && this.onForward(m)) }),
+      nc.subscribe(subjects.sessionKeepalive(), { callback: (e, m) => void (!e && this.onKeepalive(m)) }),
+    );
+  }
+
+  stop(): void {
+    void this.service?.then((svc) => svc.stop()).catch(() => {});
+    this.service = null;
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+  }
+
+  private onApi(msg: Msg, anyNode: boolean): void {
+    this.p.counters.requests++;
+    const parsed = this.p.subjects.parseApi(msg.subject);
+    const decoded = decodeEnvelope(msg.data, { cluster: this.p.cluster, headers: msg.headers ?? null });
+    const reply: Reply = {
+      format: decoded.format,
+      base64: decoded.base64,
+      respond: (bytes, leader) => {
+        if (!msg.reply || !isClientInbox(msg.reply)) return;
+        if (leader === undefined) msg.respond(bytes);
+        else {
+          const h = headers();
+          h.set(LEADER_HEADER, leader);
+          msg.respond(bytes, { headers: h });
+        }
+      },
+    };
+    if (!decoded.ok) return this.refuse(reply, decoded);
+    if (parsed === null) return this.p.answer(reply, { error: new BadRequestError('not an API subject') });
+    this.route(parsed.op, decoded.envelope.body, reply, anyNode ? msg : null);
+  }
+
+  /** A request a follower forwarded: served here as if sent to this node directly. */
+  private onForward(msg: Msg): void {
+    const peer = decodePeer(msg.data, { cluster: this.p.cluster });
+    if (!peer.ok || !msg.reply) return;
+    const b = peer.body as { op?: unknown; format?: unknown; data?: unknown };
+    if (
+      typeof b.op !== 'string' ||
+      !(b.data instanceof Uint8Array) ||
+      (b.format !== 'cbor' && b.format !== 'json')
+    ) {
+      this.p.counters.badInput++;
+      return;
+    }
+    const decoded = decodeEnvelope(b.data, { cluster: this.p.cluster, format: b.format });
+    const reply: Reply = {
+      format: decoded.format,
+      base64: decoded.base64,
+      respond: (bytes) => msg.respond(bytes),
+    };
+    if (!decoded.ok) return this.refuse(reply, decoded);
+    this.route(b.op, decoded.envelope.body, reply, null);
+  }
+
+  /**
+   * Validates, then serves here, forwards to the leader (`forwardable`: a request that came on the
+   * any-node subject), or answers NOT_LEADER with the leader this node knows.
+   */
+  private route(op: string, body: unknown, reply: Reply, forwardable: Msg | null): void {
+    const v = validateRequest(op, body, this.p.limits);
+    if (!v.ok) {
+      this.p.counters.badInput++;
+      return this.p.answer(reply, { error: v.error });
+    }
+    const kind = opKinds[v.op];
+    const ctx = this.p.state();
+    if ((kind === 'write' || kind === 'admin') && ctx.role !== 'leader') {
+      if (forwardable !== null && ctx.leader !== null && ctx.leader !== this.p.self)
+        return this.forward(ctx.leader, v.op, forwardable, reply);
+      return this.p.answer(reply, { error: new NotLeaderError(ctx.leader) });
+    }
+    this.p.handlers.dispatch(v, reply);
+  }
+
+  private forward(leader: NodeId, op: string, msg: Msg, reply: Reply): void {
+    this.p.counters.forwarded++;
+    const { nc, subjects, cluster } = this.p;
+    const body = { op, format: reply.format, data: msg.data };
+    nc.request(subjects.forward(leader), encodePeer(body, cluster), {
+      timeout: this.p.forwardTimeoutMs,
+    }).then(
+      (r) => reply.respond(r.data, leader),
+      () => this.p.answer(reply, { error: new NotLeaderError(leader, `leader ${leader} did not answer`) }),
+    );
+  }
+
+  private refuse(reply: Reply, decoded: DecodedEnvelope & { ok: false }): void {
+    this.p.counters.badInput++;
+    this.p.counters.errors++;
+    reply.respond(encodeDecodeError(decoded, this.p.cluster));
+  }
+
+  /**
+   * A keepalive published (or sent as a request) on the keepalive subject: every node records it;
+   * the nodes that know the session answer, the leader answers SESSION_EXPIRED for one it does not.
+   */
+  private onKeepalive(msg: Msg): void {
+    const d = decodeEnvelope(msg.data, { cluster: this.p.cluster, headers: msg.headers ?? null });
+    const v = d.ok ? validateRequest('sessionKeepalive', d.envelope.body, this.p.limits) : null;
+    if (v === null || !v.ok || v.op !== 'sessionKeepalive') {
+      this.p.counters.badInput++;
+      return;
+    }
+    const outcome = this.p.handlers.keepalive(v.request.id, v.request.secret);
+    if (outcome !== null && msg.reply && isClientInbox(msg.reply))
+      this.p.answer({ format: d.format, base64: d.base64, respond: (bytes) => msg.respond(bytes) }, outcome);
+  }
+}
