@@ -1,8 +1,14 @@
 /**
- * One Ensemble node: the Raft machine given a body. The node is an XState actor system whose
- * children are the Raft machine and the actors that carry out its effects — storage writer,
- * transport, applier, API, ticker, session keeper — each registered by `systemId`, so each can
- * be stopped and restarted and an inspector sees them all.
+ * One Ensemble node: the Raft machine given a body. The node is an XState actor system: a
+ * supervisor machine (`nodeMachine`) whose children are the Raft machine and the actors that
+ * carry out its effects, each with a `systemId` (an inspector sees them all) and a stated policy
+ * (`SUPERVISION`): an actor whose loss cannot cost an acknowledged write is restarted (transport,
+ * API ingress, session keeper, watch hub, ticker: they rebuild what they need from storage and
+ * the Raft machine); one whose loss could (the Raft machine, the executor: storage writer and
+ * applier) stops the node, crash-only, and the process restarts from disk. An actor restarted
+ * more than `MAX_RESTARTS` times within `RESTART_WINDOW_MS` stops the node instead (a crash loop).
+ * With `chaos` set, `P.node.<id>.admin.stopActor` (peers only, by nats.conf) stops an actor by
+ * name, and the policy applies, as chaos tests want.
  *
  * Start-up: open RocksDB, record (or check) the node identity, finish a snapshot install a
  * crash interrupted, bootstrap the initial configuration on an empty data directory (never
@@ -10,8 +16,16 @@
  * Any storage failure stops the node (crash-only): it restarts from disk.
  */
 import { randomInt } from 'node:crypto';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { type AnyActorRef, assign, createActor, fromCallback, type InspectionEvent, setup } from 'xstate';
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import {
+  type AnyActorRef,
+  assign,
+  createActor,
+  enqueueActions,
+  fromCallback,
+  type InspectionEvent,
+  setup,
+} from 'xstate';
 import {
   currentConfig,
   type Effect,
@@ -22,12 +36,19 @@ import {
   raftMachine,
   type SnapshotMeta,
 } from '../machines/raft/index.ts';
-import type { ApiLimits } from '../protocol/index.ts';
-import { subjects as subjectTable } from '../protocol/index.ts';
+import {
+  type ApiLimits,
+  BadRequestError,
+  decodeEnvelope,
+  encodeReply,
+  type Outcome,
+  type Subjects,
+  subjects as subjectTable,
+} from '../protocol/index.ts';
 import { type NodeStorage, openStorage } from '../storage/index.ts';
 import { Api } from './api/index.ts';
-import { Applier } from './applier.ts';
-import { Driver } from './driver.ts';
+import type { Applier } from './applier.ts';
+import { Executor } from './executor.ts';
 import { SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
 import { Transport } from './transport.ts';
@@ -59,6 +80,8 @@ export interface NodeConfig {
     sliceMs?: number;
   };
   readonly log?: (line: string) => void;
+  /** Serve `P.node.<id>.admin.stopActor` (chaos tests; off by default). */
+  readonly chaos?: boolean;
 }
 
 export const defaultTickMs = 50;
@@ -74,8 +97,7 @@ interface Parts {
   readonly config: NodeConfig;
   readonly raftInput: RaftInput;
   readonly nc: NatsConnection;
-  readonly driver: Driver;
-  readonly applier: Applier;
+  readonly executor: Executor;
   readonly transport: Transport;
   readonly api: Api;
   readonly ticker: Ticker;
@@ -83,64 +105,156 @@ interface Parts {
   readonly watches: WatchHub;
 }
 
-type NodeEvent = { type: 'node.fatal'; error: unknown } | { type: 'node.stop' };
+/** What the supervisor does when an actor fails or is stopped: restart it, or stop the node. */
+export type Policy = 'restart' | 'crash';
 
-/** The shell of a node: starts its parts as actors, stops them all on a fatal error. */
+export const SUPERVISION = {
+  /** Its state is the node's promises (term, vote, log): never rebuilt behind its back. */
+  raft: 'crash',
+  /** The storage writer and the applier: a lost write or apply could acknowledge without durability. */
+  executor: 'crash',
+  transport: 'restart',
+  api: 'restart',
+  sessions: 'restart',
+  watches: 'restart',
+  ticker: 'restart',
+} as const satisfies Record<string, Policy>;
+
+export type ActorName = keyof typeof SUPERVISION;
+export const actorNames = Object.keys(SUPERVISION) as ActorName[];
+export const isActorName = (s: unknown): s is ActorName =>
+  typeof s === 'string' && Object.hasOwn(SUPERVISION, s);
+
+export const MAX_RESTARTS = 5;
+export const RESTART_WINDOW_MS = 10_000;
+
+type NodeEvent =
+  | { readonly type: 'node.fatal'; readonly error: unknown }
+  | { readonly type: 'node.stop' }
+  /** Chaos: stop this actor; its policy decides what follows. */
+  | { readonly type: 'node.stopActor'; readonly actor: ActorName; readonly now: number }
+  /** An actor reported a failure of its own. */
+  | {
+      readonly type: 'node.actorFailed';
+      readonly actor: ActorName;
+      readonly error: unknown;
+      readonly now: number;
+    };
+
+interface NodeContext {
+  readonly parts: Parts;
+  readonly error: unknown;
+  /** Restart times of each actor within the window. */
+  readonly restarts: Readonly<Partial<Record<ActorName, readonly number[]>>>;
+  /** Restarts of each actor since the node started. */
+  readonly restarted: Readonly<Partial<Record<ActorName, number>>>;
+}
+
+/** A part with start and stop, as a callback actor: stopping the actor stops the part. */
+const part = (select: (p: Parts) => { start(): void; stop(): void }) =>
+  fromCallback<{ type: string }, Parts>(({ input }) => {
+    const x = select(input);
+    x.start();
+    return () => x.stop();
+  });
+
+/** Which actor an event is about: `node.stopActor`/`node.actorFailed`, or an actor's error event. */
+function actorOf(event: { readonly type: string; readonly actor?: unknown }): ActorName | null {
+  if (isActorName(event.actor)) return event.actor;
+  const m = /^xstate\.error\.actor\.(.+)$/.exec(event.type);
+  return m && isActorName(m[1]) ? m[1] : null;
+}
+
+/** The node's supervisor: starts every actor, applies each one's policy when it fails or stops. */
 export const nodeMachine = setup({
   types: {
     input: {} as Parts,
-    context: {} as { parts: Parts; error: unknown },
+    context: {} as NodeContext,
     events: {} as NodeEvent,
   },
   actors: {
     raft: raftMachine,
-    storage: fromCallback<{ type: string }, Parts>(({ input, system }) => {
+    executor: fromCallback<{ type: string }, Parts>(({ input, system }) => {
       const raft = system.get('raft') as AnyActorRef & {
         on: (t: '*', h: (e: Effect) => void) => { unsubscribe(): void };
       };
-      const sub = raft.on('*', (e) => input.driver.effect(e));
-      return () => sub.unsubscribe();
-    }),
-    transport: fromCallback<{ type: string }, Parts>(({ input }) => {
-      input.transport.start();
-      return () => input.transport.stop();
-    }),
-    applier: fromCallback<{ type: string }, Parts>(
-      ({ input }) =>
-        () =>
-          input.applier.stop(),
-    ),
-    api: fromCallback<{ type: string }, Parts>(({ input }) => {
-      input.api.start();
-      input.watches.start();
-      input.sessions.start();
+      const sub = raft.on('*', (e) => input.executor.effect(e));
       return () => {
-        input.sessions.stop();
-        input.watches.stop();
-        input.api.stop();
+        sub.unsubscribe();
+        input.executor.stop();
       };
     }),
-    ticker: fromCallback<{ type: string }, Parts>(({ input }) => {
-      input.ticker.start();
-      return () => input.ticker.stop();
+    transport: part((p) => p.transport),
+    api: part((p) => p.api),
+    sessions: part((p) => p.sessions),
+    watches: part((p) => p.watches),
+    ticker: part((p) => p.ticker),
+  },
+  guards: {
+    /** Restart, not crash: its policy says so and it is not in a crash loop. */
+    restartable: ({ context, event }) => {
+      const actor = actorOf(event);
+      if (actor === null || SUPERVISION[actor] !== 'restart') return false;
+      const now = 'now' in event ? event.now : performance.now();
+      const recent = (context.restarts[actor] ?? []).filter((t) => now - t < RESTART_WINDOW_MS);
+      return recent.length < MAX_RESTARTS;
+    },
+  },
+  actions: {
+    spawnAll: enqueueActions(({ context, enqueue }) => {
+      enqueue.spawnChild('raft', { id: 'raft', systemId: 'raft', input: context.parts.raftInput });
+      for (const name of actorNames)
+        if (name !== 'raft') enqueue.spawnChild(name, { id: name, systemId: name, input: context.parts });
+    }),
+    restart: enqueueActions(({ context, event, enqueue }) => {
+      const actor = actorOf(event);
+      if (actor === null || actor === 'raft') return;
+      const now = 'now' in event ? event.now : performance.now();
+      enqueue.stopChild(actor);
+      enqueue.spawnChild(actor, { id: actor, systemId: actor, input: context.parts });
+      enqueue.assign({
+        restarts: {
+          ...context.restarts,
+          [actor]: [...(context.restarts[actor] ?? []).filter((t) => now - t < RESTART_WINDOW_MS), now],
+        },
+        restarted: { ...context.restarted, [actor]: (context.restarted[actor] ?? 0) + 1 },
+      });
+    }),
+    recordFailure: assign({
+      error: ({ event }) => {
+        const actor = actorOf(event);
+        const cause = 'error' in event ? event.error : undefined;
+        if (event.type === 'node.fatal') return event.error;
+        return new Error(
+          actor === null
+            ? 'an actor failed'
+            : `actor ${actor} ${event.type === 'node.stopActor' ? 'was stopped' : 'failed'} (policy: ${SUPERVISION[actor]}${SUPERVISION[actor] === 'restart' ? ', restarting too often' : ''})`,
+          cause === undefined ? undefined : { cause },
+        );
+      },
     }),
   },
 }).createMachine({
   id: 'node',
-  context: ({ input }) => ({ parts: input, error: null }),
+  context: ({ input }) => ({ parts: input, error: null, restarts: {}, restarted: {} }),
+  entry: 'spawnAll',
   initial: 'running',
   states: {
     running: {
-      invoke: [
-        { id: 'raft', systemId: 'raft', src: 'raft', input: ({ context }) => context.parts.raftInput },
-        { id: 'storage', systemId: 'storage', src: 'storage', input: ({ context }) => context.parts },
-        { id: 'applier', systemId: 'applier', src: 'applier', input: ({ context }) => context.parts },
-        { id: 'transport', systemId: 'transport', src: 'transport', input: ({ context }) => context.parts },
-        { id: 'api', systemId: 'api', src: 'api', input: ({ context }) => context.parts },
-        { id: 'ticker', systemId: 'ticker', src: 'ticker', input: ({ context }) => context.parts },
-      ],
       on: {
-        'node.fatal': { target: 'failed', actions: assign({ error: ({ event }) => event.error }) },
+        'node.stopActor': [
+          { guard: 'restartable', actions: 'restart' },
+          { target: 'failed', actions: 'recordFailure' },
+        ],
+        'node.actorFailed': [
+          { guard: 'restartable', actions: 'restart' },
+          { target: 'failed', actions: 'recordFailure' },
+        ],
+        'xstate.error.actor.*': [
+          { guard: 'restartable', actions: 'restart' },
+          { target: 'failed', actions: 'recordFailure' },
+        ],
+        'node.fatal': { target: 'failed', actions: 'recordFailure' },
         'node.stop': { target: 'stopped' },
       },
     },
@@ -157,6 +271,7 @@ export class EnsembleNode {
   private readonly done: Promise<unknown>;
   private resolveDone!: (err: unknown) => void;
   private stopping = false;
+  private adminSub: Subscription | null = null;
 
   private constructor(
     readonly config: NodeConfig,
@@ -256,19 +371,35 @@ export class EnsembleNode {
       ...config.watch,
       ...(inspect ? { inspect: inspect as (ev: InspectionEvent) => void } : {}),
     });
-    const applier = new Applier(
+    // The one executor of the machine's effects, over RocksDB (promises adapted to callbacks).
+    const executor = new Executor(
       {
         raft,
-        tree,
-        log,
+        log: {
+          write: (p, done) => log.write(p).then(() => done(null), done),
+          compact: (snapshot, done) => log.compact(snapshot).then(() => done(null), done),
+        },
+        tree: {
+          apply: (index, data) => tree.apply(index, data),
+          sync: (done) => tree.sync().then(() => done(null), done),
+          restore: (data, done) =>
+            tree.restore(data as Uint8Array[]).then((info) => done(null, info.appliedIndex), done),
+        },
+        send: (to, m) => transport.send(to, m),
+        sendSnapshot: (to, m) => transport.sendSnapshot(to, m),
+        members: (c) => transport.forgetNonMembers([...c.voters, ...c.learners]),
+        requests: (e) => {
+          if (e.type === 'roleChanged') {
+            sessions.roleChanged(e.role === 'leader', e.term);
+            if (e.role === 'leader' || e.leader !== null)
+              this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
+          }
+          api.effect(e);
+        },
         applied: (entry, outcome) => {
           if (outcome?.ok && outcome.result.op === 'sessionOpen') sessions.opened(outcome.result.id);
-          if (
-            outcome?.ok &&
-            (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire')
-          ) {
+          if (outcome?.ok && (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire'))
             sessions.ended(outcome.result.id);
-          }
           api.applied(entry, outcome);
           watches.applied();
         },
@@ -276,6 +407,7 @@ export class EnsembleNode {
       },
       Math.max(tree.appliedIndex, snapshot?.index ?? 0),
     );
+    const applier = executor.applier;
     const api: Api = new Api({
       nc,
       subjects,
@@ -308,18 +440,6 @@ export class EnsembleNode {
       },
       snapshotChunks: async () => tree.snapshot(),
     });
-    const driver = new Driver({
-      raft,
-      log,
-      send: (to, m) => transport.send(to, m),
-      sendSnapshot: (to, m) => transport.sendSnapshot(to, m),
-      restore: async (_meta, data) => {
-        const info = await tree.restore(data as Uint8Array[]);
-        applier.restored(info.appliedIndex);
-      },
-      forward: (e) => this.forward(e),
-      fatal,
-    });
     let ticks = 0;
     const ticker = new Ticker({
       tickMs: config.tickMs ?? defaultTickMs,
@@ -332,7 +452,8 @@ export class EnsembleNode {
         sessions.everyoneHeard();
       },
     });
-    this.parts = { config, raftInput, nc, driver, applier, transport, api, ticker, sessions, watches };
+    this.parts = { config, raftInput, nc, executor, transport, api, ticker, sessions, watches };
+    if (config.chaos) this.adminSub = this.serveAdmin(nc, subjects);
 
     void (async () => {
       for await (const s of nc.status()) {
@@ -346,7 +467,9 @@ export class EnsembleNode {
     this.actor = createActor(nodeMachine, { input: this.parts, ...(inspect ? { inspect } : {}) });
     this.actor.subscribe({
       next: (s) => {
-        if (s.status === 'done') this.finish();
+        if (s.status !== 'done') return;
+        if (s.value === 'failed') this.fatalError ??= s.context.error ?? new Error('the node failed');
+        this.finish();
       },
       error: (err) => this.fail(err),
     });
@@ -358,27 +481,33 @@ export class EnsembleNode {
     );
   }
 
-  private forward(e: Effect): void {
-    const p = this.parts;
-    switch (e.type) {
-      case 'apply':
-        for (const entry of e.entries) {
-          if (entry.type === 'config')
-            p.transport.forgetNonMembers([...entry.config.voters, ...entry.config.learners]);
-        }
-        return p.applier.apply(e);
-      case 'snapshot':
-        return p.applier.snapshot();
-      case 'compact':
-        return p.applier.compact(e.snapshot);
-      case 'roleChanged':
-        p.sessions.roleChanged(e.role === 'leader', e.term);
-        if (e.role === 'leader' || e.leader !== null)
-          this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
-        return p.api.effect(e);
-      default:
-        return p.api.effect(e);
-    }
+  /**
+   * Chaos: `P.node.<id>.admin.stopActor` with `{ actor }` stops that actor; its policy applies
+   * (restart, or the node stops). Answers `{ actor, policy }` first. Peers only (nats.conf).
+   */
+  private serveAdmin(nc: NatsConnection, subjects: Subjects): Subscription {
+    const cluster = this.config.cluster;
+    return nc.subscribe(subjects.nodeAdmin(this.config.id, 'stopActor'), {
+      callback: (err, msg) => {
+        if (err) return;
+        const d = decodeEnvelope(msg.data, { cluster, headers: msg.headers ?? null });
+        const respond = (outcome: Outcome) => {
+          if (msg.reply) msg.respond(encodeReply(outcome, { cluster, format: d.format }));
+        };
+        if (!d.ok) return respond({ error: d.error });
+        const actor = (d.envelope.body as { actor?: unknown } | null)?.actor;
+        if (!isActorName(actor))
+          return respond({ error: new BadRequestError(`actor must be one of ${actorNames.join(', ')}`) });
+        respond({ result: { actor, policy: SUPERVISION[actor] } });
+        this.log(`chaos: stopping actor ${actor} (policy: ${SUPERVISION[actor]})`);
+        this.actor.send({ type: 'node.stopActor', actor, now: performance.now() });
+      },
+    });
+  }
+
+  /** Restarts of each actor so far (metrics, tests). */
+  get restarts(): Readonly<Partial<Record<ActorName, number>>> {
+    return this.actor.getSnapshot().context.restarted;
   }
 
   /** The machine's current context. */
@@ -394,8 +523,8 @@ export class EnsembleNode {
     return this.parts.transport;
   }
 
-  get driver(): Driver {
-    return this.parts.driver;
+  get executor(): Executor {
+    return this.parts.executor;
   }
 
   get watches(): WatchHub {
@@ -403,7 +532,7 @@ export class EnsembleNode {
   }
 
   get applier(): Applier {
-    return this.parts.applier;
+    return this.parts.executor.applier;
   }
 
   get nats(): NatsConnection {
@@ -443,7 +572,9 @@ export class EnsembleNode {
 
   private shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
+      this.adminSub?.unsubscribe();
       this.actor.stop();
+      this.parts.api.close();
       await this.parts.nc.drain().catch(() => this.parts.nc.close());
       await this.storage.close().catch(() => {});
       this.resolveDone(this.fatalError);

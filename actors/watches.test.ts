@@ -6,22 +6,16 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import test from 'ava';
 import { useHarness } from '../integration/harness.ts';
-import type { WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/api.ts';
-import { decodeEnvelope } from '../protocol/codec.ts';
-import { subjects } from '../protocol/subjects.ts';
-import { MemoryTree } from '../storage/tree/memory.ts';
+import { waitFor } from '../integration/wait.ts';
+import type { WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/index.ts';
+import { decodeEnvelope, subjects } from '../protocol/index.ts';
+import { MemoryTree } from '../storage/index.ts';
 import { WatchHub, type WatchHubOptions } from './watches.ts';
 
 const harness = useHarness(test, { label: 'ensemble-watchhub' });
 const S = subjects({ cluster: 'hub' });
 const bytes = (s: string) => new TextEncoder().encode(s);
-const until = async (cond: () => boolean, ms = 5000) => {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+const until = (cond: () => boolean, what: string) => waitFor(cond, { what, intervalMs: 5 });
 
 let rigs = 0;
 
@@ -100,7 +94,7 @@ test('a watch replays history, then goes live; events equal the history, in orde
   const started = r.hub.add(req);
   t.false('error' in started);
   for (let i = 50; i < 80; i++) await r.put(`/p/${i}`);
-  await until(() => revisions(got).length === 80);
+  await until(() => revisions(got).length === 80, 'all 80 revisions delivered');
   t.deepEqual(
     revisions(got),
     Array.from({ length: 81 }, (_, i) => i + 1).filter((x) => x !== 51),
@@ -132,13 +126,14 @@ test('live watchers of one target share one group: one message on its subject pe
     () =>
       reqs.every((q) => r.hub.phase('s1', q.id) === 'direct') &&
       direct.every((d) => revisions(d).includes(1)),
+    'every watcher live with revision 1',
   );
   for (const q of reqs) r.hub.ack('s1', q.id, 1, true);
   t.true(reqs.every((q) => r.hub.phase('s1', q.id) === 'shared'));
-  await until(() => direct.every((d) => d.some((m) => m.join !== undefined)));
+  await until(() => direct.every((d) => d.some((m) => m.join !== undefined)), 'every watcher has its join');
   const before = r.hub.counters.messages;
   for (let i = 0; i < 100; i++) await r.put(`/p/${i}`);
-  await until(() => revisions(shared).length === 100);
+  await until(() => revisions(shared).length === 100, '100 revisions on the group stream');
   t.deepEqual(
     revisions(shared),
     Array.from({ length: 100 }, (_, i) => i + 2),
@@ -164,7 +159,7 @@ test('different targets and options are different groups; cancel empties a group
   const c = r.hub.add(request({ prefix: undefined, key: '/p' })) as { group: string };
   t.is(new Set([a.group, b.group, c.group]).size, 3);
   await r.put('/p/x');
-  await until(() => r.hub.counters.groups === 3);
+  await until(() => r.hub.counters.groups === 3, 'three groups');
   const reqD = request();
   r.hub.add(reqD);
   t.true(r.hub.cancel('s1', reqD.id));
@@ -180,13 +175,17 @@ test('a watcher that stops acknowledging pauses, catches up from history on ack,
   await r.listener.flush();
   r.hub.add(slow);
   for (let i = 0; i < 10; i++) await r.put(`/p/${i}`);
-  await until(() => r.hub.phase('s1', slow.id) === 'paused' && got.length >= 4);
+  await until(() => r.hub.phase('s1', slow.id) === 'paused' && got.length >= 4, 'paused after a window');
+  // Whatever the hub published has arrived once both connections flushed; the pause is the
+  // point: no further message may come while the watcher does not acknowledge.
+  await r.nc.flush();
+  await r.listener.flush();
   await new Promise((res) => setTimeout(res, 100));
   t.is(got.length, 4, 'a window of messages, no more');
   await until(() => {
     r.hub.ack('s1', slow.id, got.at(-1)!.seq); // the consumer takes all it has
     return revisions(got).length === 10;
-  });
+  }, 'the missed revisions replayed');
   t.deepEqual(
     revisions(got),
     Array.from({ length: 10 }, (_, i) => i + 1),
@@ -194,7 +193,7 @@ test('a watcher that stops acknowledging pauses, catches up from history on ack,
   );
   // Now never acknowledge again and fall far behind.
   for (let i = 10; i < 60; i++) await r.put(`/p/${i}`);
-  await until(() => got.some((m) => m.error !== undefined));
+  await until(() => got.some((m) => m.error !== undefined), 'the watch ends with an error');
   const last = got.at(-1)!;
   t.is(last.error?.code, 'WATCH_BEHIND');
   t.is(r.hub.phase('s1', slow.id), null);
@@ -209,9 +208,9 @@ test('a resume from a revision the node has not applied yet waits for it, with h
   await r.listener.flush();
   r.hub.add(req);
   t.is(r.hub.phase('s1', req.id), 'waiting');
-  await until(() => got.some((m) => m.progress === true));
+  await until(() => got.some((m) => m.progress === true), 'a heartbeat while waiting');
   for (let i = 0; i < 6; i++) await r.put(`/p/${i}`);
-  await until(() => revisions(got).length === 2);
+  await until(() => revisions(got).length === 2, 'revisions 5 and 6');
   t.deepEqual(revisions(got), [5, 6]);
   r.close();
 });
@@ -233,7 +232,7 @@ test('messages stay under the size bound, whole revisions together', async (t) =
   for (let i = 0; i < 10; i++)
     await r.tree.apply(++r.index, { op: 'put', key: `/p/${i}`, value: bytes(big) });
   r.hub.applied();
-  await until(() => revisions(got).length === 17);
+  await until(() => revisions(got).length === 17, 'all 17 revisions');
   const txnRevision = got.flatMap((m) => m.events).find((e) => e.key === '/p/t0')!.revision;
   const holding = got.filter((m) => m.events.some((e) => e.revision === txnRevision));
   t.is(holding.length, 1, 'a revision is never split');

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
-import type { KeyValue } from '../protocol/index.ts';
+import { decodeReply, encodeEnvelope, inboxPrefix, type KeyValue, subjects } from '../protocol/index.ts';
 import {
   electCommand,
   Interrupts,
@@ -167,6 +167,7 @@ program
   .option('--tick-ms <ms>', 'Raft tick', env.ENSEMBLE_TICK_MS)
   .option('--election-ticks <n>', 'election timeout in ticks')
   .option('--snapshot-threshold <n>', 'entries applied between snapshots')
+  .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (peers only)', false)
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (o) => {
     const file = o.config ? (JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>) : {};
@@ -389,6 +390,51 @@ clientOptions(program.command('transfer [to]').description('hand leadership to a
       return r;
     }).catch(fail),
 );
+
+const admin = program.command('admin').description('operator tools that need the peer credential');
+connectionOptions(
+  admin
+    .command('stop-actor <node> <actor>')
+    .description(
+      'chaos: stop one actor of a node started with --chaos (transport, api, sessions, watches, ticker restart; raft, executor stop the node)',
+    ),
+).action(async (node: string, actor: string, o) => {
+  const user = o.user === 'client' ? 'peer' : (o.user as string);
+  const pass =
+    o.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+  const { connect: natsConnect } = await import('@nats-io/transport-node');
+  const nc = await natsConnect({
+    servers: String(o.nats).split(','),
+    user,
+    ...(pass ? { pass } : {}),
+    inboxPrefix: inboxPrefix(user),
+  }).catch(fail);
+  try {
+    const s = subjects({ cluster: o.cluster });
+    const msg = await nc.request(
+      s.nodeAdmin(node, 'stopActor'),
+      encodeEnvelope({ actor }, { cluster: o.cluster }),
+      {
+        timeout: 5000,
+      },
+    );
+    const r = decodeReply<{ actor: string; policy: string }>(msg.data, { cluster: o.cluster });
+    if (!r.ok) fail(r.error);
+    if (o.json) console.log(JSON.stringify(r.result));
+    else
+      console.log(
+        `${node}: stopped ${r.result.actor} (${r.result.policy === 'restart' ? 'it restarts' : 'the node stops: crash-only'})`,
+      );
+  } catch (err) {
+    fail(
+      (err as { isNoResponders?: () => boolean }).isNoResponders?.()
+        ? new Error(`${node} does not answer admin requests: is it running with --chaos?`)
+        : err,
+    );
+  } finally {
+    await nc.close();
+  }
+});
 
 connectionOptions(
   program

@@ -76,7 +76,7 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   counters(
     'ensemble_snapshots_installed_total',
     'Snapshots received and installed',
-    () => node.driver.restores,
+    () => node.executor.restores,
   );
   counters('ensemble_snapshots_sent_total', 'Snapshots streamed to followers', () => t().snapshotsSent);
   counters('ensemble_peer_frames_in_total', 'Peer frames received', () => t().framesIn);
@@ -95,6 +95,18 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   );
   counters('ensemble_watch_events_total', 'Events delivered to watches (one per watch)', () => w().events);
   counters('ensemble_watches_behind_total', 'Watches ended with WATCH_BEHIND', () => w().cancelledBehind);
+  new Gauge({
+    name: 'ensemble_actor_restarts_total',
+    help: 'Restarts of each supervised actor since the node started',
+    labelNames: ['actor'],
+    registers: [registry],
+    collect() {
+      for (const [actor, n] of Object.entries(node.restarts)) this.set({ actor }, n ?? 0);
+    },
+  });
+  const pending = () => node.api.pending.sizes;
+  gauge('ensemble_pending_writes', 'Writes waiting for the log', () => pending().writes);
+  gauge('ensemble_pending_read_batches', 'ReadIndex batches waiting', () => pending().readBatches);
   const dropped = new Counter({
     name: 'ensemble_dropped_inputs_total',
     help: 'Bad inputs dropped or refused, by source and reason',

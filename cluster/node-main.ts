@@ -21,6 +21,8 @@ export interface NodeArgs {
   snapshotThreshold?: string | number;
   user?: string;
   password?: string;
+  /** Serve the chaos admin subject (stop an actor by name). */
+  chaos?: boolean;
 }
 
 const num = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -48,6 +50,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
     ...(tickMs !== undefined ? { tickMs } : {}),
     raft,
     log,
+    chaos: Boolean(a.chaos),
   });
   const metrics = await serveMetrics(node, num(a.httpPort) ?? 0);
   log(

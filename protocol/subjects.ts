@@ -94,6 +94,11 @@ export interface Subjects {
   readonly apiQueue: string;
   /** Published keepalives, heard by every node (subscribe without a queue group). */
   sessionKeepalive(): string;
+  /**
+   * An admin op of one node (`P.node.<nodeId>.admin.<op>`): chaos tools such as `stopActor`,
+   * answered only by a node started with `--chaos`; nats.conf lets only peers publish there.
+   */
+  nodeAdmin(nodeId: string, op: string): string;
   /** The shared stream of node `nodeId`'s watch group `group` (a token naming target + options). */
   watchGroup(nodeId: string, group: string): string;
   /** Parses an API subject (node or any-node); `null` if `subject` is not one of this cluster's. */
@@ -123,6 +128,7 @@ export function subjects(options: SubjectOptions): Subjects {
     ages: (nodeId) => `${peerRoot}${token(nodeId, 'node id')}.ages`,
     nodeApi: (nodeId, op) => `${nodeRoot}${token(nodeId, 'node id')}.api.${token(op, 'op')}`,
     nodeApiWildcard: (nodeId) => `${nodeRoot}${token(nodeId, 'node id')}.api.*`,
+    nodeAdmin: (nodeId, op) => `${nodeRoot}${token(nodeId, 'node id')}.admin.${token(op, 'op')}`,
     api: (op) => `${apiRoot}${token(op, 'op')}`,
     apiWildcard: () => `${apiRoot}*`,
     // A queue group is scoped to its subjects already; NATS services refuse dots in its name.

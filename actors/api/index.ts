@@ -73,12 +73,19 @@ export class Api {
     });
   }
 
+  /** Starts ingress (again, after a restart: requests held meanwhile are still answered). */
   start(): void {
     this.pending.start();
     this.ingress.start();
   }
 
+  /** Stops ingress only: a restart loses no request already held. */
   stop(): void {
+    this.ingress.stop();
+  }
+
+  /** The node stops: ingress too, and every request held gets TIMEOUT. */
+  close(): void {
     this.ingress.stop();
     this.pending.drain(new TimeoutError('node stopping'));
   }

@@ -69,7 +69,9 @@ export class PendingTable {
     return performance.now() + this.timeoutMs;
   }
 
+  /** Starts the sweep (once; a restarted ingress calls it again). */
   start(): void {
+    if (this.sweeper !== null) return;
     this.sweeper = setInterval(() => this.sweep(), Math.min(250, this.timeoutMs / 4));
     this.sweeper.unref();
   }
@@ -137,6 +139,7 @@ export class PendingTable {
     this.reads.clear();
     this.transfer = null;
     if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 
   /** Answers TIMEOUT to everything past its deadline. */
