@@ -62,8 +62,9 @@ export class Executor {
   private issued = 0;
   private completed = 0;
   private held: { barrier: number; to: NodeId; message: Message }[] = [];
-  /** Writes (and a restore) waiting for a restore in progress, in order. */
-  private gated: (() => void)[] | null = null;
+  /** A restore is in progress: later writes (and restores) wait in `waiting`, in order. */
+  private blocked = false;
+  private waiting: (() => void)[] = [];
   private failed = false;
   /** Snapshots installed (restores made durable). */
   restores = 0;
@@ -119,17 +120,17 @@ export class Executor {
     }
   }
 
-  /** Runs `start` now, or after the restore in progress. */
-  private afterRestore(start: () => void): void {
-    if (this.gated === null) start();
-    else this.gated.push(start);
+  /** Runs `start` now, or, behind a restore in progress (or queued), once it is durable. */
+  private inOrder(start: () => void): void {
+    if (this.blocked) this.waiting.push(start);
+    else start();
   }
 
   private persist(e: EffectOf<'persist'>): void {
     const seq = ++this.issued;
     const last = e.entries[e.entries.length - 1];
     const p: Persist = e.hardState ? { hardState: e.hardState, entries: e.entries } : { entries: e.entries };
-    this.afterRestore(() =>
+    this.inOrder(() =>
       this.ports.log.write(p, (err) => {
         if (err) return this.fail(err);
         this.completed = seq;
@@ -140,30 +141,26 @@ export class Executor {
     );
   }
 
+  /** Waits for every earlier write, replaces the tree, resets the log; writes after it wait. */
   private restore(e: EffectOf<'restore'>): void {
     const seq = ++this.issued;
-    // Starts once every earlier write is durable; writes issued meanwhile wait for it.
-    const begin = () => {
-      const gate: (() => void)[] = [];
-      this.gated = gate;
-      const open = () => {
-        if (this.gated === gate) this.gated = null;
-        for (const start of gate) start();
-      };
-      this.applier.restore(e.data, (err) => {
-        if (err) return this.fail(err);
-        this.ports.log.compact(e.snapshot, (err2) => {
-          if (err2) return this.fail(err2);
-          this.completed = seq;
-          this.restores++;
-          this.ports.raft({ type: 'raft.persisted', index: e.snapshot.index, term: e.snapshot.term });
-          this.release();
-          open();
-        });
-      });
-    };
-    if (this.completed === seq - 1 && this.gated === null) begin();
-    else this.whenDurable(seq - 1, () => this.afterRestore(begin));
+    this.inOrder(() => {
+      this.blocked = true;
+      this.whenDurable(seq - 1, () =>
+        this.applier.restore(e.data, (err) => {
+          if (err) return this.fail(err);
+          this.ports.log.compact(e.snapshot, (err2) => {
+            if (err2) return this.fail(err2);
+            this.completed = seq;
+            this.restores++;
+            this.ports.raft({ type: 'raft.persisted', index: e.snapshot.index, term: e.snapshot.term });
+            this.blocked = false;
+            this.release();
+            while (!this.blocked && this.waiting.length > 0) this.waiting.shift()!();
+          });
+        }),
+      );
+    });
   }
 
   private readonly durableWaiters: { seq: number; run: () => void }[] = [];

@@ -35,6 +35,7 @@ export {
   configAt,
   currentConfig,
   defaultOptions,
+  initialContext,
   lastIndex,
   type Progress,
   type RaftContext,
