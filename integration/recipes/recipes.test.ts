@@ -6,7 +6,14 @@
  * multi-process tests with kill -9 and SIGSTOP are in the other files of this folder.
  */
 import test from 'ava';
-import { BadPathError, type Client, ClosedError, NotHeldError, TimeoutError } from '../../client/index.ts';
+import {
+  BadPathError,
+  type Client,
+  ClosedError,
+  connect,
+  NotHeldError,
+  TimeoutError,
+} from '../../client/index.ts';
 import { useCluster } from '../cluster.ts';
 
 const cluster = useCluster(test, { label: 'ensemble-recipes', cluster: 'rcp' });
@@ -406,4 +413,19 @@ test('bad input gets typed errors, and nothing is written', async (t) => {
   const noSession = await cluster().client({ session: false });
   t.throws(() => noSession.lock('x'), { instanceOf: TypeError });
   void text;
+});
+
+test('a NATS connection of the application: its inbox prefix must be the user’s, which connect checks', async (t) => {
+  const h = cluster().h;
+  const wrong = await h.connect('client', { inboxPrefix: '_INBOX.elsewhere' });
+  await t.throwsAsync(connect({ nats: wrong, cluster: 'rcp', user: 'client' }), {
+    instanceOf: TypeError,
+    message: /_INBOX\.client/,
+  });
+  const right = await h.connect('client');
+  const c = await connect({ nats: right, cluster: 'rcp' }); // the user is read from the connection
+  await c.put('/own-nats/k', 'v');
+  t.is(await c.getText('/own-nats/k'), 'v');
+  await c.close();
+  t.false(right.isClosed(), 'close leaves a connection it was given open');
 });
