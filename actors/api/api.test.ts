@@ -36,7 +36,11 @@ function rig(role: RaftContext['role'] = 'leader', timeoutMs = 1000) {
   const events: RaftEvent[] = [];
   const tree = new MemoryTree();
   let ctx: RaftContext = {
-    ...initialContext({ id: 'a', log: new MemoryLog({ index: 0, term: 0, config: { voters: ['a', 'b', 'c'], learners: [] } }), seed: 1 }),
+    ...initialContext({
+      id: 'a',
+      log: new MemoryLog({ index: 0, term: 0, config: { voters: ['a', 'b', 'c'], learners: [] } }),
+      seed: 1,
+    }),
     role,
     leader: role === 'leader' ? 'a' : 'b',
     term: 3,

@@ -287,7 +287,7 @@ export class ApiHandlers {
     const { pending, answer, applier } = this.p;
     switch (e.type) {
       case 'proposed':
-        e.ids.forEach((id, i) => pending.placed(id, e.index + i, e.term));
+        for (let i = 0; i < e.ids.length; i++) pending.placed(e.ids[i]!, e.index + i, e.term);
         return;
       case 'proposeFailed':
         for (const id of e.ids) {
