@@ -9,6 +9,7 @@ import { natsCredentials } from '../../cluster/nats-server.ts';
 import { decodeReply, encodeEnvelope, encodePeer } from '../../protocol/codec.ts';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor } from '../wait.ts';
 
 let harness: Harness;
 let cluster: TestCluster;
@@ -159,6 +160,8 @@ test.serial(
     const before = await c.status(leader);
     const peer = await h().connect('peer');
     const target = cluster.ids.find((id) => id !== leader)!;
+    const PEER_DROPS = 'ensemble_dropped_inputs_total{source="peer"';
+    const dropsBefore = await cluster.metric(target, PEER_DROPS);
     peer.publish(`ensemble.basic.peer.${target}`, new Uint8Array([1, 2, 3]));
     peer.publish(
       `ensemble.basic.peer.${target}`,
@@ -197,11 +200,18 @@ test.serial(
       ),
     );
     await peer.flush();
-    await new Promise((r) => setTimeout(r, 300));
+    // The target reads its subject in order: once all four frames are counted as dropped, it has
+    // handled each of them (and had its chance to take the forged term).
+    const drops = await waitFor(
+      async () => {
+        const n = (await cluster.metric(target, PEER_DROPS)) - dropsBefore;
+        return n >= 4 ? n : null;
+      },
+      { what: `${target} counts the four hostile frames as dropped` },
+    );
     const after = await c.status(target);
     t.is(after.term, before.term, 'no forged term got through');
     t.is(after.leader, leader);
-    const drops = await cluster.metric(target, 'ensemble_dropped_inputs_total{');
     t.true(drops >= 4, `drops counted: ${drops}`);
     await c.put('/still', 'serving');
     t.is(await c.getText('/still'), 'serving');
@@ -217,7 +227,9 @@ test.serial('a client credential cannot publish on peer subjects', async (t) => 
   })().catch(() => {});
   nc.publish('ensemble.basic.peer.n1', encodePeer({ from: 'n2', to: 'n1', msgs: [] }, 'basic'));
   await nc.flush();
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(() => errors.some((e) => /permission/i.test(e)), {
+    what: 'the server reports a permissions violation',
+  });
   t.true(
     errors.some((e) => /permission/i.test(e)),
     `errors seen: ${errors.join('; ')}`,
@@ -228,7 +240,11 @@ test.serial('a client credential cannot publish on peer subjects', async (t) => 
 test.serial('the API is announced as a NATS service: discovery lists every node', async (t) => {
   const nc = await h().connect('client');
   const infos: { name: string; metadata?: Record<string, string>; endpoints: { subject: string }[] }[] = [];
-  const it = await new Svcm(nc).client({ maxWait: 1000, strategy: 'timer' } as never).info('ensemble');
+  // Done as soon as every node answered (instead of collecting answers for a fixed time);
+  // the deadline only bounds a failing run.
+  const it = await new Svcm(nc)
+    .client({ strategy: 'count', maxMessages: cluster.ids.length, maxWait: 10_000 } as never)
+    .info('ensemble');
   for await (const info of it) infos.push(info as (typeof infos)[number]);
   const mine = infos.filter((i) => i.metadata?.cluster === 'basic');
   t.deepEqual(mine.map((i) => i.metadata?.node).sort(), cluster.ids);

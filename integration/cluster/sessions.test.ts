@@ -10,6 +10,7 @@ import { natsCredentials } from '../../cluster/nats-server.ts';
 import { decodeReply, encodeEnvelope } from '../../protocol/codec.ts';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor } from '../wait.ts';
 
 let harness: Harness;
 let cluster: TestCluster;
@@ -24,15 +25,6 @@ test.after.always(async () => {
   await harness?.teardown();
 });
 
-async function until(fn: () => Promise<boolean>, ms: number): Promise<number> {
-  const t0 = performance.now();
-  while (!(await fn())) {
-    if (performance.now() - t0 > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return performance.now() - t0;
-}
-
 test.serial('the ephemeral keys of a killed client process disappear', async (t) => {
   const p = harness.spawn(
     process.execPath,
@@ -46,7 +38,13 @@ test.serial('the ephemeral keys of a killed client process disappear', async (t)
   t.truthy(await c.get('/eph/killed'), 'the key exists while its client lives');
   const sessionsBefore = (await c.status()).sessions.length;
   await p.kill('SIGKILL');
-  const took = await until(async () => (await c.get('/eph/killed')) === null, 20_000);
+  const t0 = performance.now();
+  await waitFor(async () => (await c.get('/eph/killed')) === null, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    what: "the killed client's ephemeral key disappears",
+  });
+  const took = performance.now() - t0;
   t.log(`gone ${took.toFixed(0)} ms after SIGKILL (TTL 2000 ms)`);
   t.true((await c.status()).sessions.length < sessionsBefore);
 });
@@ -68,10 +66,13 @@ test.serial(
     }
     const server = harness.natsServers[0]!;
     await server.kill('SIGKILL');
+    // A deliberate outage: NATS stays down for a third of the TTL, nobody hears any keepalive.
     await new Promise((r) => setTimeout(r, 1000));
     await server.restart();
     await cluster.waitForLeader(30_000, cluster.ids);
-    await new Promise((r) => setTimeout(r, 4000)); // longer than the TTL
+    // The point of the test: nothing may happen for longer than the TTL (an expiry would
+    // delete the key), so this is a fixed wait for a non-event, not for a condition.
+    await new Promise((r) => setTimeout(r, 4000));
     const kv = await c.get('/eph/live');
     t.truthy(kv, 'the live session kept its key through the NATS restart');
     t.is(kv?.session, c.sessionInfo?.id);

@@ -7,6 +7,7 @@ import { natsCredentials } from '../../cluster/nats-server.ts';
 import { decodeReply, encodeEnvelope } from '../../protocol/codec.ts';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor, within } from '../wait.ts';
 
 let harness: Harness;
 let cluster: TestCluster;
@@ -22,10 +23,28 @@ test.after.always(async () => {
 
 const text = (v: Uint8Array | undefined) => (v === undefined ? undefined : new TextDecoder().decode(v));
 
+/** What the tests look at inside a client's watch stream (private fields of `WatchStream`). */
+type StreamView = {
+  /** The node serving it; '' until a node has taken the watch request. */
+  node: string;
+  shared: boolean;
+  resumes: number;
+  resuming: unknown;
+  group: string | null;
+  joined: { gen: number; seq: number } | null;
+};
+const view = (w: unknown) => w as StreamView;
+
+/**
+ * Resolves once a node has registered the watch: a watch without `fromRevision` starts at the
+ * node's revision then, so a write made later is certainly in its stream.
+ */
+const registered = (w: unknown) => waitFor(() => view(w).node !== '', { what: 'a node takes the watch' });
+
 test.serial('a key watch delivers puts and deletes in order, with previous values', async (t) => {
   const c = await cluster.client();
   const w = c.watch({ key: '/cfg' }, { prevValue: true });
-  await new Promise((r) => setTimeout(r, 200));
+  await registered(w);
   await c.put('/cfg', 'a');
   await c.put('/cfg/child', 'not this key');
   await c.put('/cfg', 'b');
@@ -59,7 +78,7 @@ test.serial(
     const writers = Array.from({ length: 16 }, async () => {
       while (n < total) {
         if (n >= limit) {
-          await new Promise((r) => setTimeout(r, 20));
+          await waitFor(() => n < limit, { timeoutMs: 60_000, what: 'the writers are let go on' });
           continue;
         }
         const i = n++;
@@ -67,27 +86,30 @@ test.serial(
       }
     });
     const killed: string[] = [];
-    const stream = w as unknown as { node: string; resumes: number; resuming: unknown };
+    const stream = view(w);
     for (const at of [1500, 3200]) {
       limit = at + 300; // writes go on through the kill, then wait for the stream to move
-      while (n < at) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => n >= at, { timeoutMs: 60_000, what: `${at} writes issued` });
       const serving = stream.node;
       const resumed = stream.resumes;
       killed.push(serving);
       await cluster.kill(serving, 'SIGKILL');
-      await new Promise((r) => setTimeout(r, 300));
+      // The node stays down until the writes up to the limit were issued (most of them committed
+      // without it), then comes back.
+      await waitFor(() => n >= limit, {
+        timeoutMs: 30_000,
+        what: `writes up to ${limit} issued while ${serving} is down`,
+      });
       await cluster.startNode(serving, cluster.ids);
       // The rest of the writes can only reach the stream after it moved: it must resume.
-      const end = performance.now() + 20_000;
-      while ((stream.resumes === resumed || stream.resuming !== null) && performance.now() < end)
-        await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => stream.resumes !== resumed && stream.resuming === null, {
+        timeoutMs: 20_000,
+        what: `the stream resumes after ${serving} was killed`,
+      });
       limit = total;
     }
     await Promise.all(writers);
-    await Promise.race([
-      reader,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('watch stalled')), 60_000)),
-    ]);
+    await within(reader, { timeoutMs: 60_000, what: 'the watch delivers every write (watch stalled?)' });
     const resumes = (w as unknown as { resumes: number }).resumes;
     t.log(`killed ${killed.join(', ')}; ${resumes} resumes`);
     t.true(resumes >= 2, 'the stream moved after each kill');
@@ -131,7 +153,7 @@ test.serial('a watcher that never acknowledges stalls neither writes nor other w
       if (got.length === 2000) break;
     }
   })();
-  await new Promise((res) => setTimeout(res, 200));
+  await registered(good);
   const t0 = performance.now();
   let n = 0;
   await Promise.all(
@@ -208,21 +230,6 @@ test.serial(
   },
 );
 
-type StreamView = {
-  shared: boolean;
-  resumes: number;
-  group: string | null;
-  joined: { gen: number; seq: number } | null;
-};
-const view = (w: unknown) => w as StreamView;
-const waitFor = async (cond: () => boolean, ms = 10_000) => {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 test.serial(
   'watchers on one prefix share one stream; a lost or forged group message makes them resume, never skip',
   async (t) => {
@@ -239,7 +246,7 @@ test.serial(
       }
     });
     await c.put('/fan/first', '0'); // everyone live, then on the shared stream
-    await waitFor(() => streams.every((w) => view(w).shared));
+    await waitFor(() => streams.every((w) => view(w).shared), { what: 'all twenty streams shared' });
     t.is(
       (c as unknown as { groups: { size: number } }).groups.size,
       1,
@@ -275,10 +282,10 @@ test.serial(
       }
     });
     await Promise.all(writers);
-    await Promise.race([
-      Promise.all(readers),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('watch stalled')), 30_000)),
-    ]);
+    await within(Promise.all(readers), {
+      timeoutMs: 30_000,
+      what: 'every stream delivers every write (watch stalled?)',
+    });
     const expected = (await c.range('/fan/')).kvs
       .map((kv) => ({ key: kv.key, revision: kv.modRevision }))
       .sort((a, b) => a.revision - b.revision);
@@ -303,14 +310,14 @@ test.serial(
     const first = c.put('/lag/first', '0');
     const head = await w.next(); // takes one; then reads nothing while 400 writes land
     await first;
-    await waitFor(() => view(w).shared);
+    await waitFor(() => view(w).shared, { what: 'the stream is shared' });
     let n = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
         while (n < 400) await c.put(`/lag/${String(n++).padStart(4, '0')}`, 'x');
       }),
     );
-    await waitFor(() => view(w).group === null, 10_000); // stepped off the live stream
+    await waitFor(() => view(w).group === null, { what: 'the stream steps off the live stream' });
     const seen = [head.value as { key: string; revision: number }];
     for await (const e of w) {
       if (e.type === 'progress') continue;
