@@ -5,6 +5,7 @@
 import test from 'ava';
 import { TestCluster, writeStream } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor } from '../wait.ts';
 
 let harness: Harness;
 
@@ -23,7 +24,7 @@ test.serial(
       const c = await cluster.client({ timeoutMs: 30_000 });
       const writes = writeStream(c, (i) => `/w/${String(i).padStart(6, '0')}`);
       const { acked } = writes;
-      while (acked.length < 300) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => acked.length >= 300, { what: '300 acknowledged writes', timeoutMs: 60_000 });
       const old = await cluster.waitForLeader();
       const atKill = acked.length;
       await cluster.kill(old, 'SIGKILL');
@@ -31,7 +32,10 @@ test.serial(
       const survivors = cluster.ids.filter((id) => id !== old);
       const leader = await cluster.waitForLeader(30_000, survivors);
       t.not(leader, old);
-      while (acked.length < atKill + 300) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => acked.length >= atKill + 300, {
+        what: '300 more after the kill',
+        timeoutMs: 60_000,
+      });
       await writes.stop();
       // Every acknowledged write is there, exactly once (a second apply would make version 2).
       const all = await c.range('/w/');
@@ -73,14 +77,14 @@ test.serial('a follower that missed a compacted log catches up through InstallSn
       }),
     );
     await cluster.startNode(lagger, cluster.ids);
-    const deadline = performance.now() + 60_000;
-    let applied = 0;
     const target = (await c.status(leader)).commitIndex;
-    while (performance.now() < deadline) {
-      applied = (await c.status(lagger)).appliedIndex;
-      if (applied >= target) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const applied = await waitFor(
+      async () => {
+        const a = (await c.status(lagger)).appliedIndex;
+        return a >= target ? a : null;
+      },
+      { what: `the lagger applies up to ${target}`, timeoutMs: 60_000, intervalMs: 200 },
+    );
     t.true(applied >= target, `lagger applied ${applied} of ${target}`);
     t.true(
       (await cluster.metric(lagger, 'ensemble_snapshots_installed_total')) >= 1,

@@ -5,6 +5,7 @@
 import test from 'ava';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor } from '../wait.ts';
 
 let harness: Harness;
 
@@ -16,13 +17,15 @@ test.after.always(async () => {
 });
 
 async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined as T);
-    if (v !== undefined && ok(v)) return v;
-    if (performance.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  let last: T | undefined;
+  await waitFor(
+    async () => {
+      last = await fn().catch(() => undefined);
+      return last !== undefined && ok(last);
+    },
+    { timeoutMs: ms, intervalMs: 100 },
+  );
+  return last as T;
 }
 
 test.serial(
@@ -99,10 +102,9 @@ test.serial(
       await cluster.kill(victim, 'SIGKILL');
       cluster.dirs.set(victim, await harness.tempDir(`${victim}-wiped`)); // a fresh, empty data directory
       await cluster.startNode(victim, cluster.ids);
-      await new Promise((r) => setTimeout(r, 1500));
-      const refused = await cluster.metric(
-        leader,
-        'ensemble_dropped_inputs_total{source="peer",reason="incarnation"',
+      const refused = await waitFor(
+        () => cluster.metric(leader, 'ensemble_dropped_inputs_total{source="peer",reason="incarnation"'),
+        { what: 'the leader refuses the new incarnation', timeoutMs: 20_000 },
       );
       t.true(refused > 0, 'the leader refuses frames from the new incarnation');
       const wiped = await c.status(victim);
