@@ -248,10 +248,25 @@ export abstract class BaseTree implements KeyTree {
     if (!Number.isSafeInteger(index) || index < 1) {
       return Promise.reject(new TypeError(`log index must be a positive safe integer, got ${index}`));
     }
-    return this.serial(() => (index <= this.data.appliedIndex ? null : this.applyOne(index, command)));
+    return this.serial(() => (index <= this.data.appliedIndex ? null : this.applyOne(index, command, false)));
   }
 
-  private async applyOne(index: number, input: unknown): Promise<ApplyOutcome> {
+  /**
+   * `apply`, at once: for a tree whose medium records synchronously (the in-memory tree, in the
+   * simulator) and a caller that never overlaps it with `apply`. Long commands run straight through.
+   * Throws `TypeError` when the medium cannot record synchronously.
+   */
+  applyNow(index: number, command: unknown): ApplyOutcome | null {
+    if (!Number.isSafeInteger(index) || index < 1)
+      throw new TypeError(`log index must be a positive safe integer, got ${index}`);
+    if (this.failure) throw this.failure;
+    if (index <= this.data.appliedIndex) return null;
+    const out = this.applyOne(index, command, true);
+    if (out instanceof Promise) throw new TypeError('applyNow: this tree records asynchronously');
+    return out;
+  }
+
+  private applyOne(index: number, input: unknown, now: boolean): ApplyOutcome | Promise<ApplyOutcome> {
     const d = this.data;
     let cmd: Command;
     try {
@@ -272,36 +287,70 @@ export abstract class BaseTree implements KeyTree {
       if (prior !== undefined) return this.finish(index, null, tag, prior, true);
     }
     const m = new Mutation(d.revision + 1, mayTakeLong(cmd));
-    if (m.long) this.view = d.keys.clone();
-    let result: CommandResult;
-    try {
-      result = m.long
-        ? await this.executeLong(cmd, m, tag?.session ?? null)
-        : this.execute(cmd, m, tag?.session ?? null);
-    } catch (err) {
+    const done = (result: CommandResult) => {
+      const revision = m.events.length > 0 ? m.rev : d.revision;
+      return this.finish(index, m, tag ?? null, { ok: true, revision, result });
+    };
+    const failed = (err: unknown) => {
       this.rollback(m);
       if (!(err instanceof EnsembleError)) throw err;
       return this.finish(index, null, tag ?? null, err);
+    };
+    if (!m.long) {
+      let result: CommandResult;
+      try {
+        result = this.execute(cmd, m, tag?.session ?? null);
+      } catch (err) {
+        return failed(err);
+      }
+      return done(result);
     }
-    const revision = m.events.length > 0 ? m.rev : d.revision;
-    return this.finish(index, m, tag ?? null, { ok: true, revision, result });
+    const steps = this.executeLong(cmd, m, tag?.session ?? null);
+    if (now) {
+      let result: CommandResult;
+      try {
+        let r = steps.next();
+        while (!r.done) r = steps.next();
+        result = r.value;
+      } catch (err) {
+        return failed(err);
+      }
+      return done(result);
+    }
+    this.view = d.keys.clone();
+    return (async () => {
+      let result: CommandResult;
+      try {
+        for (let r = steps.next(); ; r = steps.next()) {
+          if (r.done) {
+            result = r.value;
+            break;
+          }
+          await yieldToEventLoop();
+        }
+      } catch (err) {
+        return failed(err);
+      }
+      return done(result);
+    })();
   }
 
+  /** Undoes a failed command: back to the clone readers saw during a long apply, else key by key. */
   private rollback(m: Mutation): void {
     const d = this.data;
-    if (m.long) d.keys = this.view;
+    if (this.view !== d.keys) d.keys = this.view;
     else for (const [key, kv] of m.orig) kv === undefined ? d.keys.delete(key) : d.keys.set(key, kv);
     this.view = d.keys;
   }
 
   /** Commits `m` (if any), records the answer for exactly-once, advances the applied index. */
-  private async finish(
+  private finish(
     index: number,
     m: Mutation | null,
     tag: { session: string; seq: number; lowSeq: number } | null,
     answer: StoredOutcome | EnsembleError,
     replayed = false,
-  ): Promise<ApplyOutcome> {
+  ): ApplyOutcome | Promise<ApplyOutcome> {
     const d = this.data;
     const stored: StoredOutcome =
       answer instanceof EnsembleError ? { ok: false, revision: d.revision, error: answer.toWire() } : answer;
@@ -354,7 +403,7 @@ export abstract class BaseTree implements KeyTree {
     }
     d.appliedIndex = index;
     this.view = d.keys;
-    await this.record({
+    const recorded = this.record({
       keys: m?.final ?? new Map(),
       events: m?.events ?? [],
       sessions,
@@ -363,9 +412,11 @@ export abstract class BaseTree implements KeyTree {
       compactTo: m?.compactTo ?? null,
       meta: metaOf(d),
     });
-    if (stored.ok) return { ok: true, revision: stored.revision, result: stored.result, replayed };
-    const error = answer instanceof EnsembleError ? answer : fromWire(stored.error);
-    return { ok: false, revision: stored.revision, error, replayed };
+    const error = answer instanceof EnsembleError ? answer : stored.ok ? null : fromWire(stored.error);
+    const outcome: ApplyOutcome = stored.ok
+      ? { ok: true, revision: stored.revision, result: stored.result, replayed }
+      : { ok: false, revision: stored.revision, error: error!, replayed };
+    return recorded instanceof Promise ? recorded.then(() => outcome) : outcome;
   }
 
   /** Commands that cannot take long: run without yielding, so no reader sees them half done. */
@@ -416,18 +467,22 @@ export abstract class BaseTree implements KeyTree {
     }
   }
 
-  /** Commands that may touch many keys: they yield in slices while readers see a clone. */
-  private async executeLong(cmd: Command, m: Mutation, owner: string | null): Promise<CommandResult> {
+  /**
+   * Commands that may touch many keys: a generator that yields after every slice, so the node's
+   * apply gives the event loop a turn there while readers see a clone (an in-memory tree applied
+   * in a simulation runs it straight through).
+   */
+  private *executeLong(cmd: Command, m: Mutation, owner: string | null): Generator<void, CommandResult> {
     switch (cmd.op) {
       case 'delete':
-        return { op: 'delete', deleted: await this.delete(m, cmd) };
+        return { op: 'delete', deleted: yield* this.delete(m, cmd) };
       case 'txn': {
         const succeeded = this.compare(cmd.compare);
         const results: OpResult[] = [];
         for (const op of succeeded ? cmd.success : cmd.failure) {
           results.push(
             op.op === 'delete'
-              ? { op: 'delete', deleted: await this.delete(m, op) }
+              ? { op: 'delete', deleted: yield* this.delete(m, op) }
               : this.txnOp(m, op, owner),
           );
         }
@@ -441,7 +496,7 @@ export abstract class BaseTree implements KeyTree {
         let n = 0;
         for (const key of keys) {
           this.remove(m, key);
-          if (++n % SLICE === 0) await yieldToEventLoop();
+          if (++n % SLICE === 0) yield;
         }
         m.ended = s;
         return { op: cmd.op, id: cmd.id, deleted: keys.length };
@@ -533,8 +588,8 @@ export abstract class BaseTree implements KeyTree {
     return self === undefined ? 0 : this.remove(m, op.key);
   }
 
-  /** Deletes `op.key` and, with `subtree`, every key below it, in path order. */
-  private async delete(m: Mutation, op: DeleteOp): Promise<number> {
+  /** Deletes `op.key` and, with `subtree`, every key below it, in path order; yields every slice. */
+  private *delete(m: Mutation, op: DeleteOp): Generator<void, number> {
     let deleted = this.deleteKey(m, op);
     if (!op.subtree) return deleted;
     const keys = this.data.keys;
@@ -542,11 +597,11 @@ export abstract class BaseTree implements KeyTree {
     const victims: string[] = [];
     for (let p = keys.getPairOrNextHigher(base); p?.[0].startsWith(base); p = keys.nextHigherPair(p[0])) {
       victims.push(p[0]);
-      if (victims.length % SLICE === 0) await yieldToEventLoop();
+      if (victims.length % SLICE === 0) yield;
     }
     for (const key of victims) {
       deleted += this.remove(m, key);
-      if (deleted % SLICE === 0) await yieldToEventLoop();
+      if (deleted % SLICE === 0) yield;
     }
     return deleted;
   }
@@ -756,6 +811,12 @@ export abstract class BaseTree implements KeyTree {
 
   sync(): Promise<void> {
     return this.serial(() => this.syncMedium());
+  }
+
+  /** Replaces the whole live state (a restore the subclass made durable itself). */
+  protected replaceState(data: TreeData): void {
+    this.data = data;
+    this.view = data.keys;
   }
 
   async close(): Promise<void> {

@@ -31,6 +31,25 @@ export class MemoryTree extends BaseTree {
     return new MemoryTree(this.options, thaw(this.durable));
   }
 
+  /** What the last sync or restore made durable (all a crash keeps), frozen: a snapshot's data. */
+  get durableState(): FrozenTree {
+    return this.durable;
+  }
+
+  /** `sync`, at once (the simulator's applier; a memory tree has nothing to wait for). */
+  syncNow(): void {
+    if (this.failure) throw this.failure;
+    this.durable = freeze(this.data, this.data.raftMeta);
+  }
+
+  /** Replaces the state with a frozen one (a snapshot received in the simulator), durable at once. */
+  restoreNow(state: FrozenTree): { readonly appliedIndex: number } {
+    if (this.failure) throw this.failure;
+    this.durable = state;
+    this.replaceState(thaw(state));
+    return { appliedIndex: this.appliedIndex };
+  }
+
   protected record(_change: Change): void {}
 
   protected persistRestored(data: TreeData): Promise<void> {
