@@ -181,12 +181,15 @@ program
 
 program
   .command('up')
-  .description('start nats-server and a local cluster; Ctrl-C stops everything')
+  .description(
+    'start nats-server and a local cluster (a node that exits is restarted); Ctrl-C stops everything',
+  )
   .option('--nodes <n>', 'how many nodes', '3')
   .option('--data <dir>', 'where node data lives', './data')
   .option('--cluster <name>', 'cluster name', 'dev')
   .option('--port <port>', 'NATS client port', '4222')
   .option('--nats-cluster', 'run 3 NATS servers joined by routes (no single point of failure)', false)
+  .option('--chaos', 'start the nodes with --chaos (ensemble admin stop-actor)', false)
   .option('--json', 'print where everything is as JSON')
   .action((o) => import('./up.ts').then(({ runUp }) => runUp(o)).catch(fail));
 

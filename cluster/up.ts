@@ -8,12 +8,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '../client/index.ts';
+import { natsUsers } from '../protocol/index.ts';
 import { stopChildren } from './children.ts';
 import {
   DEV_PASSWORDS,
   ensureNatsServer,
   freePort,
   type NatsServer,
+  natsCredentials,
+  passwordEnv,
   startNatsCluster,
   startNatsServer,
 } from './nats-server.ts';
@@ -26,7 +29,13 @@ export interface UpArgs {
   port?: string | number;
   natsCluster?: boolean;
   json?: boolean;
+  /** Start the nodes with --chaos (the admin subject that stops actors). */
+  chaos?: boolean;
 }
+
+const RESTART_FIRST_MS = 1000;
+const RESTART_MAX_MS = 30_000;
+const RESTART_RESET_MS = 60_000;
 
 async function portFree(port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
@@ -69,61 +78,74 @@ export async function runUp(a: UpArgs): Promise<void> {
   }
   say(`NATS: ${urls.join(', ')}`);
 
+  const devDefaults = natsUsers.filter((u) => natsCredentials(u).pass === DEV_PASSWORDS[u]);
+  if (devDefaults.length > 0)
+    console.error(
+      `warning: NATS users ${devDefaults.join(', ')} use the public development passwords; set ${devDefaults.map(passwordEnv).join(', ')} for anything but a local trial`,
+    );
+
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
-  const children: ChildProcess[] = [];
+  const current = new Map<string, ChildProcess>();
   const httpPorts: number[] = [];
+  let stopping = false;
   for (const id of ids) {
     const dir = path.join(dataRoot, id);
     mkdirSync(dir, { recursive: true });
     const httpPort = await freePort();
     httpPorts.push(httpPort);
-    const child = spawn(
-      process.execPath,
-      nodeArgs({
-        id,
-        data: dir,
-        nats: urls,
-        cluster,
-        initialCluster: ids,
-        flags: ['--http-port', String(httpPort)],
-      }),
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    // Node log lines carry their node id already.
-    child.stdout?.on('data', (d: Buffer) => {
-      if (!a.json) process.stdout.write(d);
+    const args = nodeArgs({
+      id,
+      data: dir,
+      nats: urls,
+      cluster,
+      initialCluster: ids,
+      flags: ['--http-port', String(httpPort), ...(a.chaos ? ['--chaos'] : [])],
     });
-    child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
-    children.push(child);
+    // Crash-only nodes: one that exits is started again from its data directory, after a pause
+    // that doubles while it keeps failing (up to 30 s) and starts over once it ran a minute.
+    let backoff = RESTART_FIRST_MS;
+    const start = (): void => {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const startedAt = performance.now();
+      // Node log lines carry their node id already.
+      child.stdout?.on('data', (d: Buffer) => {
+        if (!a.json) process.stdout.write(d);
+      });
+      child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+      current.set(id, child);
+      child.once('exit', (code, signal) => {
+        if (stopping) return;
+        if (performance.now() - startedAt > RESTART_RESET_MS) backoff = RESTART_FIRST_MS;
+        console.error(
+          `node ${id} exited (${signal ?? `code ${code}`}); restarting it in ${(backoff / 1000).toFixed(1)} s`,
+        );
+        setTimeout(() => {
+          if (!stopping) start();
+        }, backoff);
+        backoff = Math.min(RESTART_MAX_MS, backoff * 2);
+      });
+    };
+    start();
   }
 
-  let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say('\nstopping nodes and NATS…');
-    await stopChildren(children);
+    await stopChildren([...current.values()]);
     await stopNats();
     say('stopped.');
     process.exit(code);
   };
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
-  for (const c of children) {
-    c.once('exit', (code) => {
-      if (!stopping) {
-        console.error(`a node exited (code ${code}); stopping the cluster`);
-        void stopAll(1);
-      }
-    });
-  }
 
   say('waiting for a leader…');
   const client = await connect({
     servers: urls,
     cluster,
     user: 'client',
-    pass: DEV_PASSWORDS.client,
+    pass: natsCredentials('client').pass,
     session: false,
     timeoutMs: 30_000,
   });
@@ -149,7 +171,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     leader,
     nodes: ids.map((id, i) => ({
       id,
-      pid: children[i]!.pid,
+      pid: current.get(id)?.pid,
       data: path.join(dataRoot, id),
       metrics: `http://127.0.0.1:${httpPorts[i]}/metrics`,
       health: `http://127.0.0.1:${httpPorts[i]}/health`,
