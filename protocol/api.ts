@@ -218,6 +218,16 @@ const readFields = {
   revision: opt(count(1)),
 };
 
+/**
+ * Pages of `range` and `list`: at most `PAGE_MAX` items (`PAGE_DEFAULT` when no `limit` is given),
+ * and a `range` page stops once its keys and values reach `PAGE_BYTES` (always at least one key),
+ * so no answer outgrows a NATS message and no read holds a node for long. `more` says a page was
+ * cut; ask again with `after` = its last key (or name) and `revision` = its revision for one view.
+ */
+export const PAGE_DEFAULT = 1000;
+export const PAGE_MAX = 10_000;
+export const PAGE_BYTES = 2 * 1024 * 1024;
+
 const pageFields = {
   /** At most this many names or keys (the node may return fewer, with `more`). */
   limit: opt(count(1)),

@@ -238,3 +238,29 @@ test('the pending table answers TIMEOUT to whatever outlives its deadline, and d
   p.drain(new TimeoutError('stopping'));
   t.true(answers.some((a) => a.startsWith('late:')));
 });
+
+test('range and list pages are bounded whatever the request asks: items, bytes, and `more` to go on', async (t) => {
+  const r = rig();
+  for (let i = 0; i < 1500; i++)
+    r.tree.applyNow(i + 1, { op: 'put', key: `/p/${String(i).padStart(5, '0')}`, value: bytes('x') });
+  const big = new Uint8Array(600 * 1024);
+  for (let i = 0; i < 10; i++) r.tree.applyNow(2000 + i, { op: 'put', key: `/big/${i}`, value: big });
+  const ask = (body: unknown) =>
+    r.handlers.dispatch(r.req('range', { ...(body as object), serializable: true }), r.reply());
+  ask({ prefix: '/p/' });
+  ask({ prefix: '/p/', limit: 1_000_000_000 });
+  ask({ prefix: '/big/' });
+  const [dflt, huge, heavy] = r.answers.map((a) => a.result as { kvs: { key: string }[]; more: boolean });
+  t.is(dflt!.kvs.length, 1000, 'the default page');
+  t.true(dflt!.more);
+  t.is(huge!.kvs.length, 1500, 'a limit above the maximum is cut to it (here: all 1500)');
+  t.false(huge!.more);
+  t.is(heavy!.kvs.length, 4, 'a page stops once it holds 2 MiB');
+  t.true(heavy!.more);
+  r.handlers.dispatch(
+    r.req('range', { prefix: '/big/', after: heavy!.kvs.at(-1)!.key, serializable: true }),
+    r.reply(),
+  );
+  const next = r.answers.at(-1)!.result as { kvs: { key: string }[] };
+  t.is(next.kvs[0]!.key, '/big/4', 'the next page goes on after the last key');
+});

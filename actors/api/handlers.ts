@@ -29,6 +29,9 @@ import {
   InternalError,
   NotLeaderError,
   type Outcome,
+  PAGE_BYTES,
+  PAGE_DEFAULT,
+  PAGE_MAX,
   SessionExpiredError,
   SUPPORTED_PROTOCOL_VERSIONS,
   type ValidRequest,
@@ -413,9 +416,11 @@ export class ApiHandlers {
   }
 }
 
+/** A page as the protocol bounds it (PAGE_DEFAULT, PAGE_MAX, PAGE_BYTES), whatever was asked. */
 function readOptions(r: { limit?: number; after?: string; revision?: number }) {
   return {
-    ...(r.limit !== undefined ? { limit: r.limit } : {}),
+    limit: Math.min(r.limit ?? PAGE_DEFAULT, PAGE_MAX),
+    maxBytes: PAGE_BYTES,
     ...(r.after !== undefined ? { after: r.after } : {}),
     ...(r.revision !== undefined ? { revision: r.revision } : {}),
   };

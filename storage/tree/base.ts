@@ -697,18 +697,21 @@ export abstract class BaseTree implements KeyTree {
     const after = options.after;
     if (after !== undefined && typeof after !== 'string') throw new BadRequestError('after must be a string');
     const resume = after !== undefined && comparePaths(after, prefix) >= 0;
+    const budget = options.maxBytes ?? Number.POSITIVE_INFINITY;
     const kvs: KeyValue[] = [];
+    let bytes = 0;
     let more = false;
     for (
       let kv = this.seek(ov, resume ? after : prefix, !resume);
       kv?.key.startsWith(prefix);
       kv = this.seek(ov, kv.key, false)
     ) {
-      if (kvs.length >= limit) {
+      if (kvs.length >= limit || (kvs.length > 0 && bytes >= budget)) {
         more = true;
         break;
       }
       kvs.push(kv);
+      bytes += kv.key.length + kv.value.length;
     }
     return { kvs, more, revision };
   }

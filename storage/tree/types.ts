@@ -73,6 +73,8 @@ export interface ReadOptions {
   readonly limit?: number;
   /** Continue after this item (the last key or name of the previous page). */
   readonly after?: string;
+  /** Stop (with `more`) once the keys and values taken reach this many bytes; at least one item. */
+  readonly maxBytes?: number;
 }
 
 export interface RangeResult {
