@@ -302,3 +302,15 @@ test('watch requests: exactly one target, a client inbox, a session; bad ones ar
   t.is(code({ ...base, key: '/a', inbox: 'ensemble.dev.peer.n1' }), 'BAD_REQUEST');
   t.is(code({ ...base, key: '/a', id: 'has space' }), 'BAD_REQUEST');
 });
+
+test('paths deeper than maxPathDepth are refused (the ancestor work of a put stays bounded)', (t) => {
+  const deep = (n: number) => `/${Array.from({ length: n }, () => 'a').join('/')}`;
+  t.is(code(validateRequest('put', { key: deep(128), value: text('x') })), 'OK');
+  t.is(code(validateRequest('put', { key: deep(129), value: text('x') })), 'BAD_PATH');
+  t.is(code(validateRequest('put', { key: deep(20), value: text('x') }, { maxPathDepth: 10 })), 'BAD_PATH');
+  t.is(
+    code(validateRequest('createSequential', { prefix: `${deep(128)}/s-`, value: text('x') })),
+    'BAD_PATH',
+  );
+  t.is(defaultApiLimits.maxPathDepth, 128);
+});

@@ -28,6 +28,8 @@ export interface ApiLimits {
   readonly maxRequestBytes: number;
   /** Compares plus ops of one txn. */
   readonly maxTxnOps: number;
+  /** Segments of a key path: bounds the ancestor checks every put makes. */
+  readonly maxPathDepth: number;
 }
 
 /** Defaults as etcd's: 1.5 MiB values, a little more for a whole request. */
@@ -36,6 +38,7 @@ export const defaultApiLimits: ApiLimits = {
   maxValueBytes: 1.5 * 1024 * 1024,
   maxRequestBytes: 1.5 * 1024 * 1024 + 64 * 1024,
   maxTxnOps: 128,
+  maxPathDepth: 128,
 };
 
 export const MAX_SECRET_BYTES = 256;
@@ -185,10 +188,15 @@ const FORBIDDEN = /[\u0000-\u001f\u007f]|\p{Surrogate}/u;
 
 /**
  * Checks a key path (rules in the module comment). Throws `BadRequestError` for a non-string,
- * `TooLargeError` beyond `maxBytes`, `BadPathError` for a malformed path or `/` (unless
- * `allowRoot`).
+ * `TooLargeError` beyond `maxBytes`, `BadPathError` for a malformed path, one deeper than
+ * `maxDepth` segments, or `/` (unless `allowRoot`).
  */
-export function checkKey(path: unknown, maxBytes: number, allowRoot = false): string {
+export function checkKey(
+  path: unknown,
+  maxBytes: number,
+  allowRoot = false,
+  maxDepth = defaultApiLimits.maxPathDepth,
+): string {
   if (typeof path !== 'string') throw new BadRequestError('a path must be a string');
   const n = Buffer.byteLength(path);
   if (n > maxBytes) throw new TooLargeError(n, maxBytes, `path of ${n} bytes exceeds ${maxBytes}`);
@@ -201,6 +209,8 @@ export function checkKey(path: unknown, maxBytes: number, allowRoot = false): st
   if (FORBIDDEN.test(path))
     throw new BadPathError(path, 'path holds a control character or a lone surrogate');
   const segments = path.split('/');
+  if (segments.length - 1 > maxDepth)
+    throw new BadPathError(path, `path of ${segments.length - 1} segments is deeper than ${maxDepth}`);
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i];
     if (s === '' || s === '.' || s === '..')
@@ -222,7 +232,7 @@ export function checkPrefix(prefix: unknown, maxBytes: number): string {
 
 /** A key path; with `allowRoot`, `/` too (a subtree delete, a listing). */
 export const key = (allowRoot = false): Rule<string, false> =>
-  rule((v, _at, l) => checkKey(v, l.maxKeyBytes, allowRoot));
+  rule((v, _at, l) => checkKey(v, l.maxKeyBytes, allowRoot, l.maxPathDepth));
 
 /** A raw key prefix (`/services/`). */
 export const prefix: Rule<string, false> = rule((v, _at, l) => checkPrefix(v, l.maxKeyBytes));
@@ -230,7 +240,7 @@ export const prefix: Rule<string, false> = rule((v, _at, l) => checkPrefix(v, l.
 /** The prefix of a sequential key: the key it makes, with its 10 digits, must be a valid path. */
 export const sequentialPrefix: Rule<string, false> = rule((v, at, l) => {
   if (typeof v !== 'string') throw new BadRequestError(`${at} must be a string`);
-  checkKey(`${v}0000000000`, l.maxKeyBytes);
+  checkKey(`${v}0000000000`, l.maxKeyBytes, false, l.maxPathDepth);
   return v;
 });
 
