@@ -242,6 +242,7 @@ export class EnsembleNode {
       subjects,
       cluster: config.cluster,
       self: config.id,
+      tickMs: config.tickMs ?? defaultTickMs,
       raft,
       state,
       tree,

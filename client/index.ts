@@ -37,6 +37,7 @@ import {
   inboxPrefix,
   LEADER_HEADER,
   NotLeaderError,
+  opKinds,
   type Subjects,
   subjects as subjectTable,
   TimeoutError,
@@ -145,8 +146,25 @@ export interface SessionInfo {
   readonly ttlMs: number;
 }
 
-const retryable = (e: unknown): boolean =>
-  e instanceof EnsembleError && (e.code === 'NOT_LEADER' || e.code === 'NO_QUORUM' || e.code === 'TIMEOUT');
+/**
+ * Whether sending `body` again after `e` is safe and may help: NOT_LEADER and NO_QUORUM applied
+ * nothing; a transport failure, TIMEOUT or UNKNOWN_OUTCOME may have applied the request, so it is
+ * sent again only when a second apply is harmless: reads and status, writes tagged with a session
+ * (the cluster answers a retried sequence number from its exactly-once table), and session opens
+ * and closes (a second open leaves an orphan that expires; a close is idempotent).
+ */
+function retryable(op: Op, body: unknown, e: unknown): boolean {
+  if (e instanceof EnsembleError && (e.code === 'NOT_LEADER' || e.code === 'NO_QUORUM')) return true;
+  const unknown = !(e instanceof EnsembleError) || e.code === 'TIMEOUT' || e.code === 'UNKNOWN_OUTCOME';
+  if (!unknown) return false;
+  const kind = opKinds[op];
+  return (
+    (kind !== 'write' && kind !== 'admin') ||
+    (body as { client?: unknown }).client !== undefined ||
+    op === 'sessionOpen' ||
+    op === 'sessionClose'
+  );
+}
 
 type WriteOp = 'put' | 'delete' | 'txn' | 'createSequential';
 
@@ -179,6 +197,13 @@ export class Client implements AsyncDisposable {
     return this.subjects.cluster;
   }
 
+  /**
+   * How long one attempt waits for an answer before the request is sent again (retries are safe
+   * only for what `retryable` allows): two of the cluster's election timeouts once a node told
+   * it (`status`), so a request caught by a leader's crash moves to the next leader quickly.
+   */
+  private attemptMs = 1500;
+
   /** The default request deadline, retries included. */
   get timeoutMs(): number {
     return this.opts.timeoutMs ?? 10_000;
@@ -209,7 +234,9 @@ export class Client implements AsyncDisposable {
   /** Asks any node who leads, so writes go straight there (best effort). */
   async learnLeader(): Promise<void> {
     try {
-      this.leader = (await this.status()).leader;
+      const s = await this.status();
+      this.leader = s.leader;
+      if (s.electionTimeoutMs > 0) this.attemptMs = Math.max(200, 2 * s.electionTimeoutMs);
     } catch {
       this.leader = null;
     }
@@ -564,13 +591,13 @@ export class Client implements AsyncDisposable {
         return await this.request<K>(
           subject(),
           body,
-          Math.max(100, Math.min(3000, deadline - performance.now())),
+          Math.max(50, Math.min(this.attemptMs, deadline - performance.now())),
           stop,
         );
       } catch (err) {
         if (err instanceof ClosedError) throw err;
         noted(err);
-        if (!(retryable(err) || !(err instanceof EnsembleError)) || performance.now() + delay > deadline) {
+        if (!retryable(op, body, err) || performance.now() + delay > deadline) {
           throw err instanceof EnsembleError
             ? err
             : new TimeoutError(`${op} failed: ${(err as Error).message}`, { cause: err });

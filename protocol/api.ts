@@ -408,6 +408,8 @@ export interface NodeStatus {
   /** The key tree's revision at `appliedIndex`. */
   readonly revision: number;
   readonly members: Members;
+  /** The cluster's election timeout (ms): a client waits about twice this per attempt. */
+  readonly electionTimeoutMs: number;
   /** Protocol versions this node speaks. */
   readonly protocol: readonly number[];
   /** Open sessions (the first 1000), with their TTL and how many ephemeral keys they own. */

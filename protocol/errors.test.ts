@@ -15,6 +15,7 @@ import {
   TimeoutError,
   TooLargeError,
   UnknownOpError,
+  UnknownOutcomeError,
   VersionMismatchError,
 } from './errors.ts';
 
@@ -23,6 +24,7 @@ const samples: EnsembleError[] = [
   new NotLeaderError(null),
   new NoQuorumError(),
   new TimeoutError(),
+  new UnknownOutcomeError('n3'),
   new BadRequestError('missing key'),
   new TooLargeError(2_000_000, 1_572_864),
   new BadPathError('/a//b'),

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'NOT_LEADER'
   | 'NO_QUORUM'
   | 'TIMEOUT'
+  | 'UNKNOWN_OUTCOME'
   | 'BAD_REQUEST'
   | 'TOO_LARGE'
   | 'BAD_PATH'
@@ -58,7 +59,10 @@ export abstract class EnsembleError extends Error {
   }
 }
 
-/** This node is not the leader; `leader` is the leader it knows of, if any. */
+/**
+ * This node is not the leader; `leader` is the leader it knows of, if any. A write answered so
+ * was not applied and will not be: safe to send again (to `leader`).
+ */
 export class NotLeaderError extends EnsembleError {
   readonly code = 'NOT_LEADER' as const;
   override readonly name = 'NotLeaderError';
@@ -82,11 +86,35 @@ export class NoQuorumError extends EnsembleError {
   }
 }
 
+/**
+ * Nothing was answered in time. A write answered so may have been applied, or may still be: send
+ * it again under its session tag (exactly-once), or read to find out.
+ */
 export class TimeoutError extends EnsembleError {
   readonly code = 'TIMEOUT' as const;
   override readonly name = 'TimeoutError';
   constructor(message = 'timed out', options?: ErrorOptions) {
     super(message, options);
+  }
+}
+
+/**
+ * The write may or may not have been applied: the leader it was forwarded to stopped answering or
+ * lost its leadership after it may have proposed it. Send it again under its session tag (the
+ * cluster applies a tagged write once), or read to find out. `leader`: the leader known now.
+ */
+export class UnknownOutcomeError extends EnsembleError {
+  readonly code = 'UNKNOWN_OUTCOME' as const;
+  override readonly name = 'UnknownOutcomeError';
+  constructor(
+    readonly leader: string | null,
+    message = 'the write may or may not have been applied; retry it under its session tag',
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { leader: this.leader };
   }
 }
 
@@ -249,6 +277,7 @@ const builders: Record<ErrorCode, (w: Record<string, unknown>, message: string) 
   NOT_LEADER: (w, m) => new NotLeaderError(typeof w.leader === 'string' ? w.leader : null, m),
   NO_QUORUM: (_, m) => new NoQuorumError(m),
   TIMEOUT: (_, m) => new TimeoutError(m),
+  UNKNOWN_OUTCOME: (w, m) => new UnknownOutcomeError(typeof w.leader === 'string' ? w.leader : null, m),
   BAD_REQUEST: (_, m) => new BadRequestError(m),
   TOO_LARGE: (w, m) => new TooLargeError(num(w.size, 0), num(w.limit, 0), m),
   BAD_PATH: (w, m) => new BadPathError(str(w.path, ''), m),

@@ -67,6 +67,7 @@ function rig(role: RaftContext['role'] = 'leader', timeoutMs = 1000) {
   const handlers = new ApiHandlers({
     self: 'a',
     cluster: 't',
+    tickMs: 50,
     raft: (e) => events.push(e),
     state: () => ctx,
     tree,

@@ -45,6 +45,8 @@ import type { Answer, ApiCounters, Reply } from './reply.ts';
 export interface HandlerPorts {
   readonly self: NodeId;
   readonly cluster: string;
+  /** The Raft tick (ms): election timeouts are counted in ticks. */
+  readonly tickMs: number;
   readonly raft: (event: RaftEvent) => void;
   /** The machine's current context (role, term, leader, commit, configuration). */
   readonly state: () => RaftContext;
@@ -407,6 +409,7 @@ export class ApiHandlers {
       lastIndex: lastIndex(c),
       revision: this.p.tree.revision,
       members: currentConfig(c),
+      electionTimeoutMs: c.opts.electionTicks * this.p.tickMs,
       protocol: SUPPORTED_PROTOCOL_VERSIONS,
       sessions: this.p.tree
         .sessions()

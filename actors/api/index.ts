@@ -23,6 +23,8 @@ export interface ApiOptions {
   readonly subjects: Subjects;
   readonly cluster: string;
   readonly self: NodeId;
+  /** The Raft tick (ms). */
+  readonly tickMs: number;
   readonly raft: (event: RaftEvent) => void;
   /** The machine's current context (role, term, leader, commit, configuration). */
   readonly state: () => RaftContext;
@@ -41,14 +43,17 @@ export class Api {
   readonly pending: PendingTable;
   private readonly handlers: ApiHandlers;
   private readonly ingress: ApiIngress;
+  private readonly self: NodeId;
 
   constructor(opts: ApiOptions) {
+    this.self = opts.self;
     const timeoutMs = opts.requestTimeoutMs ?? 5000;
     const answer = answerWith(opts.cluster, this.counters);
     this.pending = new PendingTable(answer, timeoutMs);
     this.handlers = new ApiHandlers({
       self: opts.self,
       cluster: opts.cluster,
+      tickMs: opts.tickMs,
       raft: opts.raft,
       state: opts.state,
       tree: opts.tree,
@@ -92,6 +97,7 @@ export class Api {
 
   /** Effects of the Raft machine that concern requests (proposals, reads, changes, roles). */
   effect(e: Effect): void {
+    if (e.type === 'roleChanged') this.ingress.leaderChanged(e.role === 'leader' ? this.self : e.leader);
     this.handlers.effect(e);
   }
 

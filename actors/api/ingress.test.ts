@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { useHarness } from '../../integration/harness.ts';
+import { waitFor } from '../../integration/wait.ts';
 import { initialContext, MemoryLog, type RaftContext } from '../../machines/raft/index.ts';
 import {
   decodePeer,
@@ -143,5 +144,47 @@ test.serial(
     );
     t.deepEqual(read, { ok: true, result: { servedBy: 'f1' } });
     r.ingress.stop();
+  },
+);
+
+test.serial(
+  'a forward to a leader that is gone: NOT_LEADER when it never arrived, UNKNOWN_OUTCOME once another leads',
+  async (t) => {
+    // A leader that takes forwarded requests and never answers (it crashed after proposing).
+    const silent = await harness().connect('peer');
+    silent.subscribe(S.forward('L3'), { callback: () => {} });
+    await silent.flush();
+    const r = await rig('f3', 'follower', 'L3');
+    (r.ingress as unknown as { p: { forwardTimeoutMs: number } }).p.forwardTimeoutMs = 60_000;
+    const client = await harness().connect('client');
+    const pending = client.request(
+      S.api('put'),
+      encodeEnvelope({ key: '/a', value: 'x' }, { cluster: 'ing' }),
+      {
+        timeout: 10_000,
+      },
+    );
+    await waitFor(() => r.counters.forwarded === 1, { what: 'the forward is out' });
+    r.ingress.leaderChanged('L4');
+    const answer = decodeReply((await pending).data, { cluster: 'ing' });
+    t.false(answer.ok);
+    if (!answer.ok) {
+      t.is(answer.error.code, 'UNKNOWN_OUTCOME', 'it may have been proposed: not NOT_LEADER');
+      t.is((answer.error as { leader?: string }).leader, 'L4');
+    }
+    r.ingress.stop();
+    // Nobody listens for the leader at all: the request never arrived, nothing was applied.
+    const r2 = await rig('f4', 'follower', 'L-gone');
+    const gone = decodeReply(
+      (
+        await client.request(S.api('put'), encodeEnvelope({ key: '/a', value: 'x' }, { cluster: 'ing' }), {
+          timeout: 10_000,
+        })
+      ).data,
+      { cluster: 'ing' },
+    );
+    t.false(gone.ok);
+    if (!gone.ok) t.is(gone.error.code, 'NOT_LEADER');
+    r2.ingress.stop();
   },
 );

@@ -30,6 +30,7 @@ import {
   opKinds,
   ops,
   type Subjects,
+  UnknownOutcomeError,
   validateRequest,
 } from '../../protocol/index.ts';
 import type { ApiHandlers } from './handlers.ts';
@@ -55,6 +56,9 @@ export interface IngressPorts {
 export class ApiIngress {
   private subs: Subscription[] = [];
   private service: Promise<Service> | null = null;
+  /** Requests forwarded to a leader and not answered yet. */
+  private readonly forwards = new Map<number, { readonly leader: NodeId; readonly reply: Reply }>();
+  private forwardSeq = 0;
 
   constructor(private readonly p: IngressPorts) {}
 
@@ -162,16 +166,52 @@ export class ApiIngress {
     this.p.handlers.dispatch(v, reply);
   }
 
+  /**
+   * Forwards to the leader and relays its answer. If nobody listens there (no responders), the
+   * request was never delivered: NOT_LEADER (nothing applied). If the leader does not answer in
+   * time, or another leader is elected first (`leaderChanged`), the write may have been proposed:
+   * UNKNOWN_OUTCOME at once, so the client retries under its session tag on the new leader.
+   */
   private forward(leader: NodeId, op: string, msg: Msg, reply: Reply): void {
     this.p.counters.forwarded++;
     const { nc, subjects, cluster } = this.p;
+    const id = ++this.forwardSeq;
+    this.forwards.set(id, { leader, reply });
     const body = { op, format: reply.format, data: msg.data };
     nc.request(subjects.forward(leader), encodePeer(body, cluster), {
       timeout: this.p.forwardTimeoutMs,
     }).then(
-      (r) => reply.respond(r.data, leader),
-      () => this.p.answer(reply, { error: new NotLeaderError(leader, `leader ${leader} did not answer`) }),
+      (r) => {
+        if (this.forwards.delete(id)) reply.respond(r.data, leader);
+      },
+      (err: unknown) => {
+        if (!this.forwards.delete(id)) return;
+        const nobody = (err as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
+        const now = this.p.state().leader;
+        this.p.answer(reply, {
+          error: nobody
+            ? new NotLeaderError(now === leader ? null : now, `leader ${leader} is gone; nothing was applied`)
+            : new UnknownOutcomeError(
+                now,
+                `leader ${leader} did not answer in time; the write may have been applied`,
+              ),
+        });
+      },
     );
+  }
+
+  /** A leader was elected (or none is known): forwards to another one get UNKNOWN_OUTCOME now. */
+  leaderChanged(leader: NodeId | null): void {
+    for (const [id, f] of this.forwards) {
+      if (f.leader === leader) continue;
+      this.forwards.delete(id);
+      this.p.answer(f.reply, {
+        error: new UnknownOutcomeError(
+          leader,
+          `leader ${f.leader} lost its leadership; the write may have been applied`,
+        ),
+      });
+    }
   }
 
   private refuse(reply: Reply, decoded: DecodedEnvelope & { ok: false }): void {
