@@ -1,13 +1,19 @@
 /**
  * A deterministic simulation of a whole Ensemble Raft cluster: the real machine (pure steps),
  * an in-memory disk that loses unsynced writes on a crash, a virtual network with loss, delay,
- * reordering, duplication and partitions, a nemesis that crashes, partitions, reconfigures and
- * transfers leadership, and a client that writes and reads through ReadIndex. Everything is
- * drawn from one seed, so a failing run replays exactly.
+ * reordering, duplication and partitions, per-node clocks that may run slow or fast, processes
+ * that pause, a nemesis (nemesis.ts) that follows the seed's fault schedule, and a client that
+ * writes and reads through ReadIndex. Everything is drawn from one seed, so a failing run
+ * replays exactly.
  *
- * Safety is checked as the run goes (checker.ts); liveness once the faults have healed.
+ * Safety is checked as the run goes (checker.ts, against its own model in oracle.ts); liveness
+ * once the faults have healed (liveness.ts).
+ *
+ * Lines marked [fault] and [oracle] in the node runtime (persist, disk completion, held sends,
+ * apply, reads) are the only hooks the nemesis and the checker need there.
  */
 import {
+  defaultOptions,
   type Effect,
   type Entry,
   type Message,
@@ -22,10 +28,11 @@ import {
   startRaft,
   stepRaft,
 } from '../../machines/raft/index.ts';
-import { defaultOptions, lastIndex } from '../../machines/raft/state.ts';
-import { Checker, type Violation } from './checker.ts';
+import { Checker, type CheckOptions, type Violation } from './checker.ts';
 import { SimDisk, type SimState } from './disk.ts';
 import { Agenda } from './heap.ts';
+import { Liveness } from './liveness.ts';
+import { makeNemesis, type Nemesis, type ScheduleName, scheduleFor, setupOf } from './nemesis.ts';
 import { type SessionItem, type SessionSimOptions, type SessionStats, SessionWorld } from './sessions.ts';
 
 export interface SimOptions {
@@ -42,13 +49,21 @@ export interface SimOptions {
   readonly raft?: Partial<RaftOptions>;
   /** Stop at the first violation (the default) or collect all. */
   readonly stopOnViolation?: boolean;
-  /** Clients with sessions and ephemeral keys, and the leader's expiry (on by default). */
+  /** Clients with sessions and ephemeral keys, and the leader's expiry (on by default, off in
+   * schedules whose faults the session checker does not model: skewed clocks, pauses, slow
+   * disks). Configuring sessions makes `random` the default schedule. */
   readonly sessions?: SessionSimOptions | false;
+  /** The fault schedule (nemesis.ts); by default chosen from the seed, so any range of seeds
+   * covers every schedule. */
+  readonly schedule?: ScheduleName;
+  /** Which layers of safety checks run (all by default). */
+  readonly checks?: CheckOptions;
 }
 
 export interface SimResult {
   readonly seed: number;
   readonly nodes: number;
+  readonly schedule: ScheduleName;
   readonly steps: number;
   readonly time: number;
   readonly commits: number;
@@ -59,12 +74,16 @@ export interface SimResult {
   readonly snapshotsInstalled: number;
   readonly configChanges: number;
   readonly transfers: number;
+  readonly scenarios: number;
+  /** From healing to the first client write committed, ms (-1: never). */
+  readonly settleMs: number;
   readonly sessions: SessionStats | null;
   readonly violations: readonly Violation[];
   readonly trace: readonly string[];
 }
 
 export const TICK_MS = 10;
+const TRACE_LINES = 60;
 const LIVENESS_MS = 6000;
 
 type AgendaItem =
@@ -75,7 +94,9 @@ type AgendaItem =
   | { readonly kind: 'client' }
   | { readonly kind: 'nemesis' }
   | { readonly kind: 'heal' }
-  | { readonly kind: 'session'; readonly item: SessionItem };
+  | { readonly kind: 'session'; readonly item: SessionItem }
+  | { readonly kind: 'local'; readonly node: string; readonly life: number; readonly event: RaftEvent }
+  | { readonly kind: 'resume'; readonly node: string; readonly life: number };
 
 interface Write {
   readonly effect: Extract<Effect, { type: 'persist' } | { type: 'restore' }>;
@@ -101,6 +122,12 @@ export class SimNode {
   reads: PendingRead[] = [];
   readFloors = new Map<string, number>();
   takenSnapshot: SimState | null = null;
+  /** [fault] The process is stopped (SIGSTOP) until then: it neither ticks nor handles
+   * anything; what reaches it waits in `inbox`, and it resumes with the state it had. */
+  pausedUntil = 0;
+  inbox: AgendaItem[] = [];
+  /** [fault] This node's ticker period: clock-rate skew between nodes. */
+  tickMs = TICK_MS;
 
   constructor(
     readonly id: string,
@@ -118,6 +145,10 @@ export class Simulation {
   readonly nodes = new Map<string, SimNode>();
   readonly checker: Checker;
   readonly sessions: SessionWorld | null;
+  readonly scheduleName: ScheduleName;
+  readonly raftOptions: Partial<RaftOptions>;
+  private readonly nemesis: Nemesis;
+  private readonly liveness: Liveness;
   private readonly agenda = new Agenda<AgendaItem>();
   private readonly machine: RaftMachine;
   private rng: number;
@@ -132,7 +163,21 @@ export class Simulation {
   private dup = 0;
   private clientSeq = 0;
   private leaderGuess: string | null = null;
-  private readonly traceRing: string[] = [];
+  /** The last TRACE_LINES events, formatted only when a result is built: most runs never
+   * look at them, and formatting every delivery would cost more than the checks. */
+  private readonly traceRing: (string | { t: number; to: string; m: Message } | undefined)[] = new Array(
+    TRACE_LINES,
+  );
+  private traceNext = 0;
+  /** Faults of the disk and network that the nemesis sets (nemesis.ts). */
+  readonly faults = {
+    /** Each write takes [lo, hi] ms to become durable, in order. */
+    diskLatency: [0, 3] as [number, number],
+    /** Chance that a write fails: the node stops at once (crash-only). */
+    diskFailRate: 0,
+    /** Chance that an InstallSnapshot is delivered once more, long after (a stale retry). */
+    lateSnapshotRate: 0,
+  };
   readonly stats = {
     commits: 0,
     acked: 0,
@@ -141,6 +186,8 @@ export class Simulation {
     snapshotsInstalled: 0,
     configChanges: 0,
     transfers: 0,
+    /** Times a scripted schedule reached the moment it aims for (nemesis.ts). */
+    scenarios: 0,
   };
 
   constructor(readonly opts: SimOptions) {
@@ -148,19 +195,35 @@ export class Simulation {
     this.machine = opts.machine ?? raftMachine;
     const voters = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     const spare = `n${opts.nodes + 1}`;
-    this.checker = new Checker(this, opts.stopOnViolation ?? true);
-    const electionTicks = opts.raft?.electionTicks ?? defaultOptions.electionTicks;
+    // A run that configures sessions (the session teeth) gets the faults their checker models.
+    const schedule = opts.schedule ?? (typeof opts.sessions === 'object' ? 'random' : scheduleFor(opts.seed));
+    const setup = setupOf(schedule, opts.seed);
+    this.scheduleName = schedule;
+    this.raftOptions = {
+      snapshotThreshold: 40,
+      maxAppendEntries: 16,
+      maxInflight: 8,
+      ...setup.raft,
+      ...opts.raft,
+    };
+    const boot: SnapshotMeta = { index: 0, term: 0, config: { voters, learners: [] } };
+    this.checker = new Checker(this, opts.stopOnViolation ?? true, boot, opts.checks);
+    const electionTicks = this.raftOptions.electionTicks ?? defaultOptions.electionTicks;
     this.sessions =
-      opts.sessions === false
+      opts.sessions === false || !setup.sessions
         ? null
         : new SessionWorld(this, opts.sessions ?? {}, electionTicks * 2 * TICK_MS);
-    const boot: SnapshotMeta = { index: 0, term: 0, config: { voters, learners: [] } };
+    this.liveness = new Liveness(this, {
+      electionMs: electionTicks * 2 * TICK_MS,
+      rejoin: (this.raftOptions.preVote ?? true) && (this.raftOptions.checkQuorum ?? true),
+    });
     for (const id of voters) this.nodes.set(id, new SimNode(id, new SimDisk(boot)));
     // The spare starts empty, knowing no configuration: it joins only when added.
     this.nodes.set(
       spare,
       new SimNode(spare, new SimDisk({ index: 0, term: 0, config: { voters: [], learners: [] } })),
     );
+    this.nemesis = makeNemesis(schedule, this);
     for (const node of this.nodes.values()) this.boot(node);
     this.agenda.push(5, { kind: 'client' });
     if (opts.faults !== false) this.agenda.push(200, { kind: 'nemesis' });
@@ -181,8 +244,20 @@ export class Simulation {
   }
 
   trace(line: string): void {
-    if (this.traceRing.length >= 60) this.traceRing.shift();
-    this.traceRing.push(`t=${this.now} ${line}`);
+    this.traceRing[this.traceNext++ % TRACE_LINES] = `t=${this.now} ${line}`;
+  }
+
+  private traceDelivery(to: string, m: Message): void {
+    this.traceRing[this.traceNext++ % TRACE_LINES] = { t: this.now, to, m };
+  }
+
+  private traceLines(): string[] {
+    const out: string[] = [];
+    for (let i = Math.max(0, this.traceNext - TRACE_LINES); i < this.traceNext; i++) {
+      const e = this.traceRing[i % TRACE_LINES]!;
+      out.push(typeof e === 'string' ? e : `t=${e.t} ${e.to} <- ${describe(e.m)}`);
+    }
+    return out;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -199,9 +274,13 @@ export class Simulation {
       if (!this.healed && this.raftSteps >= chaosEnd) this.heal();
       this.handle(ev);
       if (this.checker.stopped) break;
+      this.checker.afterItem();
       this.sessions?.afterStep();
       if (this.checker.stopped) break;
-      const done = this.probeAckedAt >= 0 && (this.sessions?.settled() ?? true);
+      if (this.healed) this.liveness.afterItem();
+      else this.nemesis.afterItem();
+      if (this.checker.stopped) break;
+      const done = this.probeAckedAt >= 0 && (this.sessions?.settled() ?? true) && this.liveness.done;
       if (this.healed && (done || this.now - this.healedAt > LIVENESS_MS)) break;
       item = this.agenda.pop();
     }
@@ -216,12 +295,13 @@ export class Simulation {
           'session-liveness',
           `sessions of dead clients still open ${LIVENESS_MS} ms after faults healed: ${[...this.sessions.checker.openSessions()].join(',')}`,
         );
-      }
-      this.checker.finalCheck();
+      } else this.liveness.finish();
+      if (!this.checker.stopped) this.checker.finalCheck();
     }
     return {
       seed: this.opts.seed,
       nodes: this.opts.nodes,
+      schedule: this.scheduleName,
       steps: this.steps,
       time: this.now,
       commits: this.stats.commits,
@@ -232,9 +312,11 @@ export class Simulation {
       snapshotsInstalled: this.stats.snapshotsInstalled,
       configChanges: this.stats.configChanges,
       transfers: this.stats.transfers,
+      scenarios: this.stats.scenarios,
+      settleMs: this.probeAckedAt >= 0 ? this.probeAckedAt - this.healedAt : -1,
       sessions: this.sessions?.stats() ?? null,
       violations: this.checker.violations,
-      trace: this.traceRing.slice(),
+      trace: this.traceLines(),
     };
   }
 
@@ -242,21 +324,36 @@ export class Simulation {
     switch (ev.kind) {
       case 'tick': {
         const node = this.nodes.get(ev.node)!;
-        if (!node.up || node.life !== ev.life) return;
+        if (!node.up || node.life !== ev.life || this.deferIfPaused(node, ev)) return;
         this.step(node, { type: 'raft.tick' });
         this.sessions?.onTick(node);
-        this.agenda.push(this.now + TICK_MS, ev);
+        this.agenda.push(this.now + node.tickMs, ev);
         return;
       }
       case 'deliver': {
         const node = this.nodes.get(ev.to)!;
-        if (!node.up || this.blocked.has(`${ev.from}>${ev.to}`)) return;
-        this.trace(`${ev.to} <- ${describe(ev.message)}`);
+        if (!node.up || this.blocked.has(`${ev.from}>${ev.to}`) || this.deferIfPaused(node, ev)) return;
+        this.traceDelivery(ev.to, ev.message);
+        this.checker.onDeliver(node, ev.message);
         this.step(node, ev.message);
         return;
       }
-      case 'diskDone':
+      case 'diskDone': {
+        const node = this.nodes.get(ev.node)!;
+        if (node.up && node.life === ev.life && this.deferIfPaused(node, ev)) return;
         return this.diskDone(ev.node, ev.life);
+      }
+      case 'local': {
+        const node = this.nodes.get(ev.node)!;
+        if (!node.up || node.life !== ev.life || this.deferIfPaused(node, ev)) return;
+        this.step(node, ev.event);
+        return;
+      }
+      case 'resume': {
+        const node = this.nodes.get(ev.node)!;
+        if (node.up && node.life === ev.life && this.now >= node.pausedUntil) this.resume(node);
+        return;
+      }
       case 'restart':
         return this.restart(this.nodes.get(ev.node)!);
       case 'client':
@@ -267,8 +364,7 @@ export class Simulation {
         return;
       case 'nemesis':
         if (this.healed) return;
-        this.nemesis();
-        this.agenda.push(this.now + this.int(40, 250), ev);
+        this.agenda.push(this.now + this.nemesis.act(), ev);
         return;
       case 'heal':
         return this.heal();
@@ -291,7 +387,10 @@ export class Simulation {
     node.reads = [];
     node.readFloors.clear();
     node.takenSnapshot = null;
+    node.pausedUntil = 0;
+    node.inbox = [];
     this.sessions?.onBoot(node);
+    this.checker.onBoot(node); // [oracle]
     const [snap, effects] = startRaft(
       {
         id: node.id,
@@ -300,12 +399,13 @@ export class Simulation {
         snapshot: node.disk.snapshot,
         applied: node.sm.applied,
         seed: seedFrom(node.id, this.opts.seed * 31 + node.life),
-        options: { snapshotThreshold: 40, maxAppendEntries: 16, maxInflight: 8, ...this.opts.raft },
+        options: this.raftOptions,
       },
       this.machine,
     );
     node.snap = snap;
-    this.perform(node, effects, null);
+    this.checker.observe(node, effects); // [oracle]
+    this.perform(node, effects);
     this.agenda.push(this.now + this.int(1, TICK_MS), { kind: 'tick', node: node.id, life: node.life });
   }
 
@@ -316,6 +416,7 @@ export class Simulation {
     node.life++;
     node.writes = [];
     node.held = [];
+    node.inbox = [];
     this.stats.crashes++;
     this.sessions?.onCrash(node);
   }
@@ -337,15 +438,15 @@ export class Simulation {
       return;
     }
     node.snap = next;
-    this.perform(node, effects, before);
+    this.checker.observe(node, effects); // [oracle] the writes, roles and commit of this step
+    this.perform(node, effects);
   }
 
-  private perform(node: SimNode, effects: readonly Effect[], before: RaftSnapshot | null): void {
+  private perform(node: SimNode, effects: readonly Effect[]): void {
     for (const e of effects) {
       if (!node.up || this.checker.stopped) return;
       switch (e.type) {
         case 'persist':
-          this.checker.onPersist(node, e, before);
           this.startWrite(node, e);
           break;
         case 'restore':
@@ -409,10 +510,7 @@ export class Simulation {
           }
           break;
         case 'roleChanged':
-          if (e.role === 'leader') {
-            this.leaderGuess = node.id;
-            this.checker.onLeader(node, e.term);
-          }
+          if (e.role === 'leader') this.leaderGuess = node.id;
           this.sessions?.onRole(node, e.role, e.term);
           this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
           break;
@@ -424,7 +522,8 @@ export class Simulation {
     node.issued++;
     node.writes.push({ effect, seq: node.issued });
     // FIFO: a write completes after the one before it (group commit merges them in reality).
-    const done = Math.max(node.lastDiskTime, this.now) + this.int(0, 3);
+    const [lo, hi] = this.faults.diskLatency; // [fault] slow disks
+    const done = Math.max(node.lastDiskTime, this.now) + this.int(lo, hi);
     node.lastDiskTime = done;
     this.agenda.push(done, { kind: 'diskDone', node: node.id, life: node.life });
   }
@@ -432,8 +531,17 @@ export class Simulation {
   private diskDone(id: string, life: number): void {
     const node = this.nodes.get(id)!;
     if (!node.up || node.life !== life) return;
+    // [fault] A failed write stops the node (crash-only, DESIGN "Runtime contracts"): none of
+    // it reaches the disk and nothing waiting on it is sent.
+    if (this.faults.diskFailRate > 0 && node.writes.length > 0 && this.random() < this.faults.diskFailRate) {
+      this.trace(`nemesis: ${id}'s disk write fails, the node stops`);
+      this.crash(node);
+      this.scheduleRestart(node, this.int(30, 400));
+      return;
+    }
     const w = node.writes.shift();
     if (w === undefined) return;
+    this.checker.beforeDiskWrite(node, w.effect); // [oracle]
     const disk = node.disk;
     let persisted: { index: number; term: number } | null = null;
     if (w.effect.type === 'persist') {
@@ -539,11 +647,19 @@ export class Simulation {
   }
 
   private transmit(from: string, to: string, message: Message): void {
+    this.checker.onSend(this.nodes.get(from)!, to, message);
     if (this.blocked.has(`${from}>${to}`)) return;
     if (this.loss > 0 && this.random() < this.loss) return;
     this.agenda.push(this.now + this.int(1, 15), { kind: 'deliver', from, to, message });
     if (this.dup > 0 && this.random() < this.dup) {
       this.agenda.push(this.now + this.int(1, 30), { kind: 'deliver', from, to, message });
+    }
+    if (
+      message.type === 'raft.installSnapshot' &&
+      this.faults.lateSnapshotRate > 0 &&
+      this.random() < this.faults.lateSnapshotRate
+    ) {
+      this.agenda.push(this.now + this.int(20, 300), { kind: 'deliver', from, to, message });
     }
   }
 
@@ -557,19 +673,51 @@ export class Simulation {
       target = this.pick(upIds) ?? null;
     if (target === null) return;
     const node = this.nodes.get(target)!;
-    if (this.random() < 0.7) {
-      const n = this.int(1, 3);
-      const commands = [];
-      for (let i = 0; i < n; i++) {
-        const id = `${this.healed ? 'probe' : 'c'}${++this.clientSeq}`;
-        commands.push({ id, data: { id, v: this.clientSeq } });
-      }
-      this.step(node, { type: 'raft.propose', commands });
-    } else {
-      const id = `r${++this.clientSeq}`;
-      node.readFloors.set(id, this.checker.maxReturned);
-      this.step(node, { type: 'raft.readIndex', ids: [id] });
+    if (this.random() < 0.7) this.clientWrite(node, this.int(1, 3));
+    else this.clientRead(node);
+  }
+
+  /** A client proposes `n` writes through `node`. */
+  clientWrite(node: SimNode, n: number): void {
+    const commands = [];
+    for (let i = 0; i < n; i++) {
+      const id = `${this.healed ? 'probe' : 'c'}${++this.clientSeq}`;
+      commands.push({ id, data: { id, v: this.clientSeq } });
     }
+    this.local(node, { type: 'raft.propose', commands });
+  }
+
+  /** A client asks `node` for a linearizable read: it must see everything any operation
+   * returned before now. */
+  clientRead(node: SimNode): void {
+    const id = `r${++this.clientSeq}`;
+    node.readFloors.set(id, this.checker.maxReturned);
+    this.local(node, { type: 'raft.readIndex', ids: [id] });
+  }
+
+  /** A request from outside the Raft group (client, operator) reaches `node`: handled now, or
+   * when the node's process resumes. */
+  local(node: SimNode, event: RaftEvent): void {
+    if (!node.up) return;
+    if (this.now < node.pausedUntil) {
+      node.inbox.push({ kind: 'local', node: node.id, life: node.life, event });
+      return;
+    }
+    this.step(node, event);
+  }
+
+  private deferIfPaused(node: SimNode, ev: AgendaItem): boolean {
+    if (this.now >= node.pausedUntil) return false;
+    node.inbox.push(ev);
+    return true;
+  }
+
+  /** The process runs again: its timer fires and what waited for it is handled, in order. */
+  private resume(node: SimNode): void {
+    node.pausedUntil = Math.min(node.pausedUntil, this.now);
+    const waiting = node.inbox;
+    node.inbox = [];
+    for (const ev of waiting) this.agenda.push(this.now, ev);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -584,97 +732,99 @@ export class Simulation {
     return best?.id ?? null;
   }
 
-  private nemesis(): void {
-    const all = [...this.nodes.values()];
-    const roll = this.random();
-    if (roll < 0.22) {
-      const victim = this.pick(all.filter((n) => n.up));
-      if (victim) {
-        this.crash(victim);
-        this.agenda.push(this.now + this.int(30, 600), { kind: 'restart', node: victim.id });
-      }
-    } else if (roll < 0.34) {
-      const victim = this.pick(all)!;
-      this.trace(`nemesis: isolate ${victim.id}`);
-      for (const n of all) {
-        if (n === victim) continue;
-        this.blocked.add(`${victim.id}>${n.id}`);
-        this.blocked.add(`${n.id}>${victim.id}`);
-      }
-    } else if (roll < 0.44) {
-      const a = this.pick(all)!;
-      const b = this.pick(all.filter((n) => n !== a))!;
-      this.trace(`nemesis: cut ${a.id} -> ${b.id} (one way)`);
-      this.blocked.add(`${a.id}>${b.id}`);
-    } else if (roll < 0.5) {
-      const shuffled = all.slice().sort(() => this.random() - 0.5);
-      const cut = this.int(1, shuffled.length - 1);
-      const left = new Set(shuffled.slice(0, cut).map((n) => n.id));
-      this.trace(`nemesis: split {${[...left].join(',')}} | rest`);
-      for (const a of all)
-        for (const b of all) if (left.has(a.id) !== left.has(b.id)) this.blocked.add(`${a.id}>${b.id}`);
-    } else if (roll < 0.66) {
-      this.trace('nemesis: heal partitions');
-      this.blocked.clear();
-    } else if (roll < 0.74) {
-      this.loss = this.random() < 0.5 ? 0 : this.random() * 0.2;
-      this.dup = this.random() < 0.5 ? 0 : this.random() * 0.1;
-      this.trace(`nemesis: loss ${this.loss.toFixed(2)} dup ${this.dup.toFixed(2)}`);
-    } else if (roll < 0.88) {
-      this.changeMembership();
-    } else {
-      const leaderId = this.currentLeader();
-      if (leaderId === null) return;
-      const leader = this.nodes.get(leaderId)!;
-      const voters =
-        leader.snap!.context.configs.at(-1)?.config.voters ?? leader.snap!.context.snapshot.config.voters;
-      const to = this.pick(voters.filter((v) => v !== leaderId));
-      if (to === undefined) return;
-      this.trace(`nemesis: transfer leadership ${leaderId} -> ${to}`);
-      this.stats.transfers++;
-      this.step(leader, { type: 'raft.transferLeader', to });
-    }
-  }
-
-  private changeMembership(): void {
-    const leaderId = this.currentLeader();
-    if (leaderId === null) return;
-    const leader = this.nodes.get(leaderId)!;
-    const c = leader.snap!.context;
-    const config = c.configs.at(-1)?.config ?? c.snapshot.config;
-    const members = new Set([...config.voters, ...config.learners]);
-    const outsider = [...this.nodes.keys()].find((id) => !members.has(id) && !this.removedForGood.has(id));
-    let change: { type: 'addLearner' | 'promote' | 'remove'; node: string } | null = null;
-    if (config.learners.length > 0) change = { type: 'promote', node: config.learners[0]! };
-    else if (outsider !== undefined && config.voters.length <= this.opts.nodes)
-      change = { type: 'addLearner', node: outsider };
-    else if (config.voters.length > this.opts.nodes - 1 && config.voters.length > 2) {
-      const victim = this.pick(config.voters)!;
-      change = { type: 'remove', node: victim };
-    }
-    if (change === null) return;
-    if (change.type === 'remove') this.removedForGood.add(change.node);
-    this.trace(`nemesis: ${change.type} ${change.node} via ${leaderId}`);
-    this.step(leader, { type: 'raft.changeMembership', id: `cc${++this.clientSeq}`, change });
-  }
-
-  private readonly removedForGood = new Set<string>();
-
   heal(): void {
     if (this.healed) return;
     this.healed = true;
     this.healedAt = this.now;
-    this.trace('heal: network whole, every node up');
+    this.trace('heal: network whole, every node up, clocks true, disks sound');
     this.blocked.clear();
     this.loss = 0;
     this.dup = 0;
-    for (const n of this.nodes.values()) if (!n.up) this.restart(n);
+    this.faults.diskLatency = [0, 3];
+    this.faults.diskFailRate = 0;
+    this.faults.lateSnapshotRate = 0;
+    for (const n of this.nodes.values()) {
+      if (n.up) this.resume(n);
+      n.tickMs = TICK_MS;
+      if (!n.up) this.restart(n);
+    }
+    this.nemesis.onHeal();
     this.sessions?.onHeal();
+    this.liveness.onHeal();
   }
 
-  /** For the checker: the node's view of its log. */
-  lastIndexOf(node: SimNode): number {
-    return node.snap ? lastIndex(node.snap.context) : -1;
+  // -------------------------------------------------------------------------------------------
+  // Controls for the nemesis and the liveness checker.
+
+  get healedTime(): number {
+    return this.healedAt;
+  }
+
+  /** When the first client write after healing was acknowledged, or -1. */
+  get probeAckedTime(): number {
+    return this.probeAckedAt;
+  }
+
+  scheduleRestart(node: SimNode, afterMs: number): void {
+    this.agenda.push(this.now + afterMs, { kind: 'restart', node: node.id });
+  }
+
+  /** Messages from `from` to `to` are lost (those in flight too) until reconnected. */
+  cut(from: string, to: string): void {
+    this.blocked.add(`${from}>${to}`);
+  }
+
+  /** Cuts `id` from every other node, both ways. */
+  isolate(id: string): void {
+    for (const other of this.nodes.keys()) {
+      if (other === id) continue;
+      this.blocked.add(`${id}>${other}`);
+      this.blocked.add(`${other}>${id}`);
+    }
+  }
+
+  /** Restores every link of `id`. */
+  reconnect(id: string): void {
+    for (const other of this.nodes.keys()) {
+      this.blocked.delete(`${id}>${other}`);
+      this.blocked.delete(`${other}>${id}`);
+    }
+  }
+
+  /** Cuts every link between a node of `side` and one outside it. */
+  split(side: ReadonlySet<string>): void {
+    for (const a of this.nodes.keys())
+      for (const b of this.nodes.keys()) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
+  }
+
+  healNetwork(): void {
+    this.blocked.clear();
+  }
+
+  get partitioned(): boolean {
+    return this.blocked.size > 0;
+  }
+
+  setLoss(loss: number, dup: number): void {
+    this.loss = loss;
+    this.dup = dup;
+  }
+
+  /** Stops `node`'s process for `ms` (SIGSTOP, a long GC, a stalled VM). */
+  pause(node: SimNode, ms: number): void {
+    if (!node.up) return;
+    node.pausedUntil = Math.max(node.pausedUntil, this.now + ms);
+    this.agenda.push(node.pausedUntil, { kind: 'resume', node: node.id, life: node.life });
+    this.trace(`nemesis: pause ${node.id} until ${node.pausedUntil}`);
+  }
+
+  paused(node: SimNode): boolean {
+    return this.now < node.pausedUntil;
+  }
+
+  /** The simulator's own view of a node's latest configuration (the checker's model). */
+  configOf(node: SimNode): { readonly voters: readonly string[]; readonly learners: readonly string[] } {
+    return this.checker.logOf(node).configs.latest();
   }
 }
 

@@ -18,8 +18,10 @@ export function sweep(
     boundChecked: 0,
     minBoundSlack: Number.POSITIVE_INFINITY,
   };
+  const schedules = new Map<string, number>();
   for (let seed = first; seed < first + count; seed++) {
     const r = simulate({ seed, nodes, steps, ...extra });
+    schedules.set(r.schedule, (schedules.get(r.schedule) ?? 0) + 1);
     commits += r.commits;
     if (r.sessions !== null) {
       sessions.opened += r.sessions.opened;
@@ -34,13 +36,13 @@ export function sweep(
     if (r.violations.length > 0) {
       const v = r.violations[0]!;
       t.fail(
-        `seed ${seed}: ${v.property}: ${v.detail}\nreplay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}\n${r.trace.join('\n')}`,
+        `seed ${seed} (schedule ${r.schedule}): ${v.property}: ${v.detail}\nreplay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}\n${r.trace.join('\n')}`,
       );
       return;
     }
     t.true(r.commits > 0, `seed ${seed} committed nothing`);
   }
   t.log(
-    `${count} seeds of ${nodes} nodes: ${commits} commits; sessions: ${sessions.opened} opened, ${sessions.expired} expired (${sessions.boundChecked} with a leader in office, least slack to the bound ${sessions.minBoundSlack} ms), ${sessions.closed} closed`,
+    `${count} seeds of ${nodes} nodes (${[...schedules].map(([k, n]) => `${k} ${n}`).join(', ')}): ${commits} commits; sessions: ${sessions.opened} opened, ${sessions.expired} expired (${sessions.boundChecked} with a leader in office, least slack to the bound ${sessions.minBoundSlack} ms), ${sessions.closed} closed`,
   );
 }

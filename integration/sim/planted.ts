@@ -1,0 +1,175 @@
+/**
+ * Planted Raft bugs for the teeth tests (raft-teeth.test.ts): each a variant of the real machine
+ * built with `raftMachine.provide()`, overriding named actions with the real role code plus one
+ * wrong step. The real code is never edited.
+ */
+import { enqueueActions } from 'xstate';
+import { stepCandidate } from '../../machines/raft/candidate.ts';
+import type { LocalEvent, RaftEvent } from '../../machines/raft/events.ts';
+import { stepFollower } from '../../machines/raft/follower.ts';
+import { draftAction, type Message, type RaftMachine, raftMachine } from '../../machines/raft/index.ts';
+import { leaderLocal, leaderPersisted, stepLeader } from '../../machines/raft/leader.ts';
+import {
+  closeDraft,
+  currentConfig,
+  type Draft,
+  handlePersisted,
+  lastConfigIndex,
+  openDraft,
+  quorum,
+  type RaftContext,
+  send,
+  termAt,
+} from '../../machines/raft/state.ts';
+
+type StepFn = (d: Draft, m: Message) => void;
+
+/** §5.4.2 ignored: the leader commits whatever index a quorum holds, whatever its term. */
+function commitByCounting(d: Draft): void {
+  const config = currentConfig(d);
+  const matches = config.voters
+    .map((id) => (id === d.id ? d.persisted : (d.progress[id]?.match ?? 0)))
+    .sort((a, b) => b - a);
+  const candidate = matches[quorum(config) - 1] ?? 0;
+  if (candidate > d.commit) d.commit = candidate;
+}
+
+/** 1. Figure 8: a leader commits an entry of a previous term by counting its replicas. */
+export const figure8Bug: RaftMachine = raftMachine.provide({
+  actions: {
+    stepLeader: draftAction((d, e) => {
+      stepLeader(d, e as Message);
+      if (d.role === 'leader') commitByCounting(d);
+    }),
+    persisted: draftAction((d, e) => {
+      const p = e as Extract<RaftEvent, { type: 'raft.persisted' }>;
+      handlePersisted(d, p.index, p.term);
+      if (d.role === 'leader') {
+        leaderPersisted(d);
+        commitByCounting(d);
+      }
+    }),
+  },
+});
+
+/** 2. A leader answers ReadIndex at once, without a round of heartbeats confirming it still
+ * leads (thesis §6.4 step 3 skipped). */
+export const quorumlessReadBug: RaftMachine = raftMachine.provide({
+  actions: {
+    leaderLocal: draftAction((d, e) => {
+      const ev = e as LocalEvent;
+      if (ev.type === 'raft.readIndex' && termAt(d, d.commit) === d.term) {
+        d.effects.push({ type: 'readReady', ids: ev.ids, index: d.commit });
+        return;
+      }
+      leaderLocal(d, ev);
+    }),
+  },
+});
+
+/** 3. A voter grants real votes without the log up-to-date check (§5.4.1); pre-votes keep it. */
+function skipUpToDate(role: StepFn) {
+  return draftAction((d, e) => {
+    const m = e as Message;
+    if (m.type !== 'raft.requestVote' || m.preVote) return role(d, m);
+    const granted = d.vote === m.from || (d.vote === null && d.leader === null);
+    if (granted) {
+      d.vote = m.from;
+      d.electionElapsed = 0;
+    }
+    send(d, m.from, { type: 'raft.voteResult', term: d.term, from: d.id, granted, preVote: false });
+  });
+}
+export const staleVoterBug: RaftMachine = raftMachine.provide({
+  actions: {
+    stepFollower: skipUpToDate(stepFollower),
+    stepCandidate: skipUpToDate(stepCandidate),
+    stepLeader: skipUpToDate(stepLeader),
+  },
+});
+
+/** 4. A leader takes a second configuration change while the first is uncommitted: it looks
+ * at its last configuration as if it were committed. */
+export const secondChangeBug: RaftMachine = raftMachine.provide({
+  actions: {
+    leaderLocal: draftAction((d, e) => {
+      const ev = e as LocalEvent;
+      if (ev.type !== 'raft.changeMembership' || lastConfigIndex(d) <= d.commit) return leaderLocal(d, ev);
+      const configs = d.configs;
+      d.configs = configs.map((c, i) =>
+        i === configs.length - 1 ? { ...c, index: Math.min(c.index, d.commit) } : c,
+      );
+      leaderLocal(d, ev);
+      d.configs =
+        d.configs.length > configs.length ? [...configs, d.configs[d.configs.length - 1]!] : configs;
+    }),
+  },
+});
+
+/** 5. A new leader changes the configuration before an entry of its own term has committed
+ * (the bug in single-server changes Ongaro corrected in 2015). */
+export const earlyChangeBug: RaftMachine = raftMachine.provide({
+  actions: {
+    leaderLocal: draftAction((d, e) => {
+      const ev = e as LocalEvent;
+      if (ev.type !== 'raft.changeMembership') return leaderLocal(d, ev);
+      const termStart = d.termStart;
+      d.termStart = 0;
+      leaderLocal(d, ev);
+      d.termStart = termStart;
+    }),
+  },
+});
+
+/** 6a. A vote answered before it is durable: the answer does not wait for the write. */
+function voteBeforePersist(role: StepFn) {
+  return draftAction((d, e) => {
+    const from = d.effects.length;
+    role(d, e as Message);
+    for (let i = from; i < d.effects.length; i++) {
+      const x = d.effects[i]!;
+      if (x.type === 'send' && x.message.type === 'raft.voteResult' && !x.message.preVote)
+        d.effects[i] = { ...x, afterPersist: false };
+    }
+  });
+}
+export const earlyVoteBug: RaftMachine = raftMachine.provide({
+  actions: {
+    stepFollower: voteBeforePersist(stepFollower),
+    stepCandidate: voteBeforePersist(stepCandidate),
+    stepLeader: voteBeforePersist(stepLeader),
+  },
+});
+
+/** 6b. A vote persisted as null: the write that should record it records no vote. */
+// biome-ignore lint/suspicious/noExplicitAny: as draftAction: setup() types the action, enqueueActions alone cannot.
+function nullVote(role: StepFn): any {
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
+  return enqueueActions(({ context, event, enqueue }: any) => {
+    const d = openDraft(context as RaftContext);
+    role(d, event as Message);
+    const [next, effects] = closeDraft(d);
+    enqueue.assign(next);
+    for (const x of effects) {
+      enqueue.emit(
+        x.type === 'persist' && x.hardState !== undefined
+          ? { ...x, hardState: { ...x.hardState, vote: null } }
+          : x,
+      );
+    }
+  });
+}
+export const nullVoteBug: RaftMachine = raftMachine.provide({
+  actions: { stepFollower: nullVote(stepFollower), stepCandidate: nullVote(stepCandidate) },
+});
+
+/** 7. A follower installs a snapshot older than its commit index (§7 says ignore it). */
+export const oldSnapshotBug: RaftMachine = raftMachine.provide({
+  actions: {
+    stepFollower: draftAction((d, e) => {
+      const m = e as Message;
+      if (m.type === 'raft.installSnapshot' && m.snapshot.index <= d.commit) d.commit = m.snapshot.index - 1;
+      stepFollower(d, m);
+    }),
+  },
+});
