@@ -21,7 +21,7 @@ import {
   tagFields,
   txnFields,
 } from './api.ts';
-import { decodeCbor, encodeCbor } from './codec.ts';
+import { decodeCborTrusted, encodeCbor } from './codec.ts';
 import { BadRequestError, TooLargeError } from './errors.ts';
 import {
   type Accepts,
@@ -76,9 +76,13 @@ export function decodeCommand(input: unknown, limits: ApiLimits = defaultApiLimi
         limits.maxRequestBytes,
         `command of ${input.length} bytes exceeds ${limits.maxRequestBytes}`,
       );
-    const decoded = decodeCbor(input);
-    if (!decoded.ok) throw new BadRequestError(`undecodable command: ${decoded.error.message}`);
-    raw = decoded.value;
+    // Log entries come from a leader that encoded them itself (peers are trusted by nats.conf):
+    // no plain-CBOR scan first; what decodes is still checked field by field below.
+    try {
+      raw = decodeCborTrusted(input);
+    } catch (err) {
+      throw new BadRequestError(`undecodable command: ${(err as Error).message}`);
+    }
   }
   return command.parse(raw, 'command', limits);
 }

@@ -115,6 +115,11 @@ export class Checker {
     return this.committed.max;
   }
 
+  /** The term of the entry committed at `index`, or undefined while none is. */
+  committedTerm(index: number): number | undefined {
+    return this.committed.term(index);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Hooks.
 

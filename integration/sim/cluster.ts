@@ -1,17 +1,23 @@
 /**
- * A deterministic simulation of a whole Ensemble Raft cluster: the real machine (pure steps),
- * an in-memory disk that loses unsynced writes on a crash, a virtual network with loss, delay,
+ * A deterministic simulation of a whole Ensemble Raft cluster: the real machine (pure steps) and
+ * the real runtime that carries out its effects (actors/executor.ts: persist order, answers held
+ * until durable, restores, the applier) over the real key tree (in memory: MVCC, txn, sessions,
+ * the exactly-once table), an in-memory disk that loses unsynced writes on a crash, a virtual network with loss, delay,
  * reordering, duplication and partitions, per-node clocks that may run slow or fast, processes
- * that pause, a nemesis (nemesis.ts) that follows the seed's fault schedule, and a client that
- * writes and reads through ReadIndex. Everything is drawn from one seed, so a failing run
+ * that pause, a nemesis (nemesis.ts) that follows the seed's fault schedule, and a client
+ * (workload.ts) that writes real commands under a session and reads through ReadIndex. Everything is drawn from one seed, so a failing run
  * replays exactly.
  *
- * Safety is checked as the run goes (checker.ts, against its own model in oracle.ts); liveness
- * once the faults have healed (liveness.ts).
+ * Safety is checked as the run goes (checker.ts, against its own model in oracle.ts; replicas'
+ * key trees compared at the same applied index); liveness once the faults have healed
+ * (liveness.ts); the client's history for linearizability and retried writes applied once at the
+ * end (workload.ts).
  *
  * Lines marked [fault] and [oracle] in the node runtime (persist, disk completion, held sends,
  * apply, reads) are the only hooks the nemesis and the checker need there.
  */
+
+import { Executor } from '../../actors/index.ts';
 import {
   defaultOptions,
   type Effect,
@@ -28,12 +34,15 @@ import {
   startRaft,
   stepRaft,
 } from '../../machines/raft/index.ts';
+import type { Persist } from '../../storage/index.ts';
+import { type ApplyOutcome, MemoryTree } from '../../storage/index.ts';
 import { Checker, type CheckOptions, type Violation } from './checker.ts';
 import { SimDisk, type SimState } from './disk.ts';
 import { Agenda } from './heap.ts';
 import { Liveness } from './liveness.ts';
 import { makeNemesis, type Nemesis, type ScheduleName, scheduleFor, setupOf } from './nemesis.ts';
 import { type SessionItem, type SessionSimOptions, type SessionStats, SessionWorld } from './sessions.ts';
+import { Workload } from './workload.ts';
 
 export interface SimOptions {
   readonly seed: number;
@@ -98,30 +107,36 @@ type AgendaItem =
   | { readonly kind: 'local'; readonly node: string; readonly life: number; readonly event: RaftEvent }
   | { readonly kind: 'resume'; readonly node: string; readonly life: number };
 
+/** A write on its way to the simulated disk (FIFO); `done` reports it durable to the executor. */
 interface Write {
   readonly effect: Extract<Effect, { type: 'persist' } | { type: 'restore' }>;
-  readonly seq: number;
+  readonly done: (err: unknown) => void;
 }
 
 interface PendingRead {
   readonly id: string;
   readonly index: number;
-  readonly floor: number;
+  readonly floor: number | undefined;
 }
 
 export class SimNode {
   snap: RaftSnapshot | null = null;
   life = 0;
   sm: SimState;
+  /** The real key tree; what it made durable survives a crash (`crash()`). */
+  tree = new MemoryTree();
+  /** The real runtime of this life of the node. */
+  executor: Executor | null = null;
+  /** The index the state machine applied up to (the applier's). */
+  applied = 0;
   writes: Write[] = [];
-  issued = 0;
-  completed = 0;
   lastDiskTime = 0;
-  held: { barrier: number; to: string; message: Message }[] = [];
-  proposals = new Map<string, number>();
+  /** Proposals this node put in its log: index -> proposal id and term. */
+  proposalAt = new Map<number, { readonly id: string; readonly term: number }>();
   reads: PendingRead[] = [];
-  readFloors = new Map<string, number>();
   takenSnapshot: SimState | null = null;
+  /** A received snapshot the executor installs; written to disk with the log's reset. */
+  pendingRestore: SimState | null = null;
   /** [fault] The process is stopped (SIGSTOP) until then: it neither ticks nor handles
    * anything; what reaches it waits in `inbox`, and it resumes with the state it had. */
   pausedUntil = 0;
@@ -145,6 +160,7 @@ export class Simulation {
   readonly nodes = new Map<string, SimNode>();
   readonly checker: Checker;
   readonly sessions: SessionWorld | null;
+  readonly workload: Workload;
   readonly scheduleName: ScheduleName;
   readonly raftOptions: Partial<RaftOptions>;
   private readonly nemesis: Nemesis;
@@ -161,7 +177,6 @@ export class Simulation {
   private blocked = new Set<string>();
   private loss = 0;
   private dup = 0;
-  private clientSeq = 0;
   private leaderGuess: string | null = null;
   /** The last TRACE_LINES events, formatted only when a result is built: most runs never
    * look at them, and formatting every delivery would cost more than the checks. */
@@ -224,6 +239,7 @@ export class Simulation {
       new SimNode(spare, new SimDisk({ index: 0, term: 0, config: { voters: [], learners: [] } })),
     );
     this.nemesis = makeNemesis(schedule, this);
+    this.workload = new Workload(this);
     for (const node of this.nodes.values()) this.boot(node);
     this.agenda.push(5, { kind: 'client' });
     if (opts.faults !== false) this.agenda.push(200, { kind: 'nemesis' });
@@ -297,6 +313,7 @@ export class Simulation {
         );
       } else this.liveness.finish();
       if (!this.checker.stopped) this.checker.finalCheck();
+      if (!this.checker.stopped) this.workload.finish([...this.nodes.values()].map((n) => n.tree));
     }
     return {
       seed: this.opts.seed,
@@ -378,17 +395,18 @@ export class Simulation {
 
   private boot(node: SimNode): void {
     node.life++;
-    node.sm = { ...node.disk.snapshotData };
+    // Where the state machine resumes: the tree's durable index, or the snapshot's when entries
+    // after the tree's last command were no-ops or configurations (as the node boots).
+    node.applied = this.resumeIndex(node);
+    node.sm = { ...node.disk.snapshotData, applied: node.applied };
     node.writes = [];
-    node.issued = 0;
-    node.completed = 0;
-    node.held = [];
-    node.proposals.clear();
+    node.proposalAt.clear();
     node.reads = [];
-    node.readFloors.clear();
     node.takenSnapshot = null;
+    node.pendingRestore = null;
     node.pausedUntil = 0;
     node.inbox = [];
+    node.executor = this.runtime(node);
     this.sessions?.onBoot(node);
     this.checker.onBoot(node); // [oracle]
     const [snap, effects] = startRaft(
@@ -409,13 +427,85 @@ export class Simulation {
     this.agenda.push(this.now + this.int(1, TICK_MS), { kind: 'tick', node: node.id, life: node.life });
   }
 
+  /**
+   * The node's real runtime (the executor and its applier), with the simulator's ports: a disk
+   * that completes writes in order on the virtual clock, the virtual network, the node's real key
+   * tree (applied at once, so a step runs to its end), and the client and checkers for answers.
+   */
+  private runtime(node: SimNode): Executor {
+    const life = node.life;
+    const live = () => node.up && node.life === life;
+    return new Executor(
+      {
+        raft: (e) => {
+          if (live()) this.step(node, e);
+        },
+        log: {
+          write: (p: Persist, done) =>
+            this.startWrite(
+              node,
+              { type: 'persist', entries: p.entries, ...(p.hardState ? { hardState: p.hardState } : {}) },
+              done,
+            ),
+          compact: (snapshot, done) => {
+            const restored = node.pendingRestore;
+            if (restored !== null) {
+              // A received snapshot: the tree and the log's reset become durable together.
+              node.pendingRestore = null;
+              return this.startWrite(node, { type: 'restore', snapshot, data: restored }, done);
+            }
+            // The log drops what a snapshot of this node covers; the tree was synced for it.
+            const taken = node.takenSnapshot;
+            if (taken === null || taken.applied !== snapshot.index) {
+              this.checker.violate(
+                'runtime',
+                `${node.id} compact at ${snapshot.index} without its snapshot (taken at ${taken?.applied ?? 'none'})`,
+              );
+              return;
+            }
+            node.disk.snapshot = snapshot;
+            node.disk.snapshotData = taken;
+            node.disk.log.compact(snapshot);
+            node.takenSnapshot = null;
+            done(null);
+          },
+        },
+        tree: {
+          apply: (index, data) => node.tree.applyNow(index, data),
+          sync: (done) => {
+            node.tree.syncNow();
+            // At the applier's index: entries after the tree's last command may be no-ops.
+            node.takenSnapshot = { ...node.sm, applied: node.applied, tree: node.tree.durableState };
+            done(null);
+          },
+          restore: (data, done) => {
+            node.pendingRestore = data as SimState;
+            done(null, (data as SimState).applied);
+          },
+        },
+        send: (to, m) => this.transmit(node.id, to, m),
+        sendSnapshot: (to, m) => this.transmit(node.id, to, { ...m, data: { ...node.disk.snapshotData } }),
+        requests: (e) => this.requests(node, e),
+        applied: (entry, outcome) => this.applied(node, entry, outcome),
+        fatal: (err) => this.checker.violate('runtime', `${node.id}: ${(err as Error).message}`),
+      },
+      node.sm.applied,
+    );
+  }
+
+  private resumeIndex(node: SimNode): number {
+    return Math.max(node.tree.appliedIndex, node.disk.snapshot.index);
+  }
+
   crash(node: SimNode): void {
     if (!node.up) return;
     this.trace(`nemesis: crash ${node.id} (${node.writes.length} writes in flight lost)`);
     node.snap = null;
     node.life++;
+    node.executor?.stop();
+    node.executor = null;
+    node.tree = node.tree.crash(); // what the tree had not synced is lost; the log replays it
     node.writes = [];
-    node.held = [];
     node.inbox = [];
     this.stats.crashes++;
     this.sessions?.onCrash(node);
@@ -442,90 +532,65 @@ export class Simulation {
     this.perform(node, effects);
   }
 
+  /** Hands the step's effects to the node's executor, in order. */
   private perform(node: SimNode, effects: readonly Effect[]): void {
     for (const e of effects) {
       if (!node.up || this.checker.stopped) return;
-      switch (e.type) {
-        case 'persist':
-          this.startWrite(node, e);
-          break;
-        case 'restore':
-          this.startWrite(node, e);
-          break;
-        case 'send':
-          if (e.afterPersist && node.completed < node.issued && !this.opts.unsafeSendBeforePersist) {
-            node.held.push({ barrier: node.issued, to: e.to, message: e.message });
-          } else {
-            this.transmit(node.id, e.to, e.message);
-          }
-          break;
-        case 'sendSnapshot': {
-          const data: SimState = { ...node.disk.snapshotData };
-          this.transmit(node.id, e.to, { ...e.message, data });
-          break;
+      if (e.type === 'send' && e.afterPersist && this.opts.unsafeSendBeforePersist) {
+        this.transmit(node.id, e.to, e.message); // a broken runtime, for the teeth tests
+        continue;
+      }
+      if (e.type === 'proposed')
+        for (let i = 0; i < e.ids.length; i++) {
+          node.proposalAt.set(e.index + i, { id: e.ids[i]!, term: e.term });
+          this.workload.proposed(e.ids[i]!, e.index + i, e.term);
         }
-        case 'apply':
-          this.apply(node, e.entries);
-          break;
-        case 'proposed':
-          for (let i = 0; i < e.ids.length; i++) node.proposals.set(e.ids[i]!, e.index + i);
-          break;
-        case 'proposeFailed':
-          if (e.leader !== null) this.leaderGuess = e.leader;
-          this.sessions?.proposeFailed(node, e.ids);
-          break;
-        case 'readReady':
-          for (const id of e.ids) {
-            const floor = node.readFloors.get(id);
-            if (floor !== undefined) node.reads.push({ id, index: e.index, floor });
-            node.readFloors.delete(id);
-          }
-          this.serveReads(node);
-          break;
-        case 'readFailed':
-          for (const id of e.ids) node.readFloors.delete(id);
-          if (e.leader !== null) this.leaderGuess = e.leader;
-          break;
-        case 'snapshot':
-          node.takenSnapshot = { ...node.sm };
-          this.step(node, { type: 'raft.snapshotTaken', index: node.sm.applied });
-          break;
-        case 'compact': {
-          const taken = node.takenSnapshot;
-          if (taken === null || taken.applied !== e.snapshot.index) {
-            this.checker.violate('runtime', `${node.id} compact at ${e.snapshot.index} without its snapshot`);
-            return;
-          }
-          // The snapshot and its metadata become durable together, then the log prefix goes.
-          node.disk.snapshot = e.snapshot;
-          node.disk.snapshotData = taken;
-          node.disk.log.compact(e.snapshot);
-          node.takenSnapshot = null;
-          break;
-        }
-        case 'changeResult':
-          if (e.ok) {
-            this.stats.configChanges++;
-            this.trace(`${node.id} appended config change ${e.id} at ${e.index}`);
-          }
-          break;
-        case 'roleChanged':
-          if (e.role === 'leader') this.leaderGuess = node.id;
-          this.sessions?.onRole(node, e.role, e.term);
-          this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
-          break;
+      node.executor!.effect(e);
+      if (e.type === 'apply') {
+        if (node.sm.applied !== node.applied) node.sm = { ...node.sm, applied: node.applied };
+        this.serveReads(node);
       }
     }
   }
 
-  private startWrite(node: SimNode, effect: Write['effect']): void {
-    node.issued++;
-    node.writes.push({ effect, seq: node.issued });
+  /** Effects about requests (the executor's `requests` port). */
+  private requests(node: SimNode, e: Effect): void {
+    switch (e.type) {
+      case 'proposeFailed':
+        if (e.leader !== null) this.leaderGuess = e.leader;
+        this.sessions?.proposeFailed(node, e.ids);
+        return;
+      case 'readReady':
+        for (const id of e.ids) node.reads.push({ id, index: e.index, floor: this.workload.floorOf(id) });
+        this.serveReads(node);
+        return;
+      case 'readFailed':
+        for (const id of e.ids) this.workload.readFailed(id);
+        if (e.leader !== null) this.leaderGuess = e.leader;
+        return;
+      case 'changeResult':
+        if (e.ok) {
+          this.stats.configChanges++;
+          this.trace(`${node.id} appended config change ${e.id} at ${e.index}`);
+        }
+        return;
+      case 'roleChanged':
+        if (e.role === 'leader') this.leaderGuess = node.id;
+        this.sessions?.onRole(node, e.role, e.term);
+        this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private startWrite(node: SimNode, effect: Write['effect'], done: (err: unknown) => void): void {
+    node.writes.push({ effect, done });
     // FIFO: a write completes after the one before it (group commit merges them in reality).
     const [lo, hi] = this.faults.diskLatency; // [fault] slow disks
-    const done = Math.max(node.lastDiskTime, this.now) + this.int(lo, hi);
-    node.lastDiskTime = done;
-    this.agenda.push(done, { kind: 'diskDone', node: node.id, life: node.life });
+    const at = Math.max(node.lastDiskTime, this.now) + this.int(lo, hi);
+    node.lastDiskTime = at;
+    this.agenda.push(at, { kind: 'diskDone', node: node.id, life: node.life });
   }
 
   private diskDone(id: string, life: number): void {
@@ -543,75 +608,58 @@ export class Simulation {
     if (w === undefined) return;
     this.checker.beforeDiskWrite(node, w.effect); // [oracle]
     const disk = node.disk;
-    let persisted: { index: number; term: number } | null = null;
     if (w.effect.type === 'persist') {
       if (w.effect.hardState) disk.hardState = w.effect.hardState;
       disk.log.write(w.effect.entries);
-      const last = w.effect.entries[w.effect.entries.length - 1];
-      if (last) persisted = { index: last.index, term: last.term };
     } else {
       const s = w.effect.snapshot;
+      const data = w.effect.data as SimState;
       disk.snapshot = s;
-      disk.snapshotData = { ...(w.effect.data as SimState) };
+      disk.snapshotData = { ...data };
       disk.log.reset(s);
-      node.sm = { ...disk.snapshotData };
+      node.tree.restoreNow(data.tree ?? new MemoryTree().durableState);
+      node.sm = { ...data };
+      node.applied = data.applied;
       this.sessions?.restored(node);
       this.stats.snapshotsInstalled++;
       this.trace(`${id} installed snapshot at ${s.index}`);
-      persisted = { index: s.index, term: s.term };
     }
-    node.completed = w.seq;
-    if (persisted !== null) this.step(node, { type: 'raft.persisted', ...persisted });
-    if (!node.up) return;
-    const ready = node.held.filter((h) => h.barrier <= node.completed);
-    if (ready.length > 0) {
-      node.held = node.held.filter((h) => h.barrier > node.completed);
-      for (const h of ready) this.transmit(id, h.to, h.message);
-    }
+    w.done(null);
   }
 
-  private apply(node: SimNode, entries: readonly Entry[]): void {
-    let applied = node.sm.applied;
-    let { count, hash } = node.sm;
-    for (const e of entries) {
-      if (e.index <= applied) continue;
-      if (e.index !== applied + 1) {
-        this.checker.violate('apply-gap', `${node.id} applies ${e.index} after ${applied}`);
-        return;
-      }
-      this.checker.onApply(node, e);
-      if (e.type === 'normal') {
-        count++;
-        hash = (Math.imul(hash, 31) + fingerprint(e)) | 0;
-        const id = (e.data as { id: string }).id;
-        const acked = node.proposals.get(id) === e.index;
-        if (acked) {
-          node.proposals.delete(id);
-          this.stats.acked++;
-          this.checker.onReturned(e.index);
-          if (id.startsWith('probe') && this.healed && this.probeAckedAt < 0) this.probeAckedAt = this.now;
-        }
-        this.sessions?.apply(node, e, acked);
-        if (this.checker.stopped) return;
-      }
-      applied = e.index;
+  /** One entry the node's applier applied, with the tree's outcome (the executor's `applied`). */
+  private applied(node: SimNode, e: Entry, outcome: ApplyOutcome | null): void {
+    if (e.index !== node.applied + 1) {
+      this.checker.violate('apply-gap', `${node.id} applies ${e.index} after ${node.applied}`);
+      return;
     }
-    node.sm = { ...node.sm, applied, count, hash };
-    this.step(node, { type: 'raft.applied', index: applied });
-    this.serveReads(node);
+    this.checker.onApply(node, e);
+    const mine = node.proposalAt.get(e.index);
+    const proposal = mine !== undefined && mine.term === e.term ? mine.id : null;
+    if (mine !== undefined) node.proposalAt.delete(e.index);
+    if (proposal !== null) {
+      this.stats.acked++;
+      this.checker.onReturned(e.index);
+      if (proposal.startsWith('probe') && this.healed && this.probeAckedAt < 0) this.probeAckedAt = this.now;
+    }
+    this.workload.applied(node, e, outcome, proposal);
+    if (e.type === 'normal')
+      this.sessions?.apply(node, e, proposal !== null && (e.data as { id?: string }).id === proposal);
+    node.applied = e.index;
   }
 
   private serveReads(node: SimNode): void {
     if (node.reads.length === 0) return;
     const keep: PendingRead[] = [];
     for (const r of node.reads) {
-      if (node.sm.applied < r.index) {
+      if (node.applied < r.index) {
         keep.push(r);
         continue;
       }
       this.stats.reads++;
-      this.checker.onRead(node, r.id, node.sm.applied, r.floor);
-      this.checker.onReturned(node.sm.applied);
+      if (r.floor !== undefined) this.checker.onRead(node, r.id, node.applied, r.floor);
+      this.checker.onReturned(node.applied);
+      this.workload.served(r.id, node.tree);
     }
     node.reads = keep;
   }
@@ -677,22 +725,15 @@ export class Simulation {
     else this.clientRead(node);
   }
 
-  /** A client proposes `n` writes through `node`. */
+  /** A client sends `n` writes through `node` (workload.ts). */
   clientWrite(node: SimNode, n: number): void {
-    const commands = [];
-    for (let i = 0; i < n; i++) {
-      const id = `${this.healed ? 'probe' : 'c'}${++this.clientSeq}`;
-      commands.push({ id, data: { id, v: this.clientSeq } });
-    }
-    this.local(node, { type: 'raft.propose', commands });
+    this.workload.write(node, n);
   }
 
   /** A client asks `node` for a linearizable read: it must see everything any operation
-   * returned before now. */
+   * returned before now, and fit the history (workload.ts). */
   clientRead(node: SimNode): void {
-    const id = `r${++this.clientSeq}`;
-    node.readFloors.set(id, this.checker.maxReturned);
-    this.local(node, { type: 'raft.readIndex', ids: [id] });
+    this.workload.read(node, this.checker.maxReturned);
   }
 
   /** A request from outside the Raft group (client, operator) reaches `node`: handled now, or

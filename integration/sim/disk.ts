@@ -3,13 +3,20 @@
  * it; a crash throws away everything still in flight, as kill -9 before fsync would.
  */
 import { type HardState, MemoryLog, type SnapshotMeta } from '../../machines/raft/index.ts';
+import type { MemoryTree } from '../../storage/index.ts';
 
-/** The simulated state machine: a fold of applied commands, small enough to copy as a snapshot.
- * The session part (sessions.ts) is copied on write, so a shallow copy is a snapshot. */
+/** What a node's real key tree made durable (its state at a snapshot). */
+export type TreeState = MemoryTree['durableState'];
+
+/**
+ * What a node's state machine holds at an applied index, small enough to copy as a snapshot: the
+ * real key tree's frozen state (null before the first snapshot: empty), and the session model
+ * the session simulation keeps beside it (sessions.ts; copied on write, so a shallow copy is a
+ * snapshot).
+ */
 export interface SimState {
   readonly applied: number;
-  readonly count: number;
-  readonly hash: number;
+  readonly tree: TreeState | null;
   /** Open sessions: id -> TTL in ms. */
   readonly sessions?: ReadonlyMap<string, number>;
   /** Ephemeral keys: key -> owning session. */
@@ -26,7 +33,7 @@ export class SimDisk {
 
   constructor(snapshot: SnapshotMeta) {
     this.snapshot = snapshot;
-    this.snapshotData = { applied: snapshot.index, count: 0, hash: 0 };
+    this.snapshotData = { applied: snapshot.index, tree: null };
     this.log = new MemoryLog(snapshot);
   }
 

@@ -40,9 +40,14 @@ const digests = new WeakMap<Entry, number>();
 export function digest(e: Entry): number {
   let h = digests.get(e);
   if (h !== undefined) return h;
-  const s = JSON.stringify(e.type === 'normal' ? e.data : e.type === 'config' ? e.config : 'noop');
   h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  if (e.type === 'normal' && e.data instanceof Uint8Array) {
+    // A real command: hash its bytes (JSON of a byte array would be slow and large).
+    for (let i = 0; i < e.data.length; i++) h = Math.imul(h ^ e.data[i]!, 16777619);
+  } else {
+    const s = JSON.stringify(e.type === 'normal' ? e.data : e.type === 'config' ? e.config : 'noop');
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  }
   h |= 0;
   digests.set(e, h);
   return h;
