@@ -48,6 +48,9 @@ export interface CheckOptions {
   readonly sendChecks?: boolean;
   /** The membership-change rules checked directly on each new configuration entry. */
   readonly membershipRules?: boolean;
+  /** Each read checked directly: it returns state no older than what had returned before it
+   * began (without it, only the workload's history check sees a stale read). */
+  readonly readFloor?: boolean;
 }
 
 /** What the checker knows of one node in its current life. */
@@ -87,6 +90,7 @@ export class Checker {
   private readonly vouched = new WeakMap<Message, number>();
   private readonly sendChecks: boolean;
   private readonly membershipRules: boolean;
+  private readonly readFloor: boolean;
 
   constructor(
     private readonly sim: Simulation,
@@ -97,6 +101,7 @@ export class Checker {
     this.committed = new CommittedLog(boot);
     this.sendChecks = checks.sendChecks ?? true;
     this.membershipRules = checks.membershipRules ?? true;
+    this.readFloor = checks.readFloor ?? true;
   }
 
   violate(property: string, detail: string): void {
@@ -245,7 +250,7 @@ export class Checker {
   }
 
   onRead(node: SimNode, id: string, returned: number, floor: number): void {
-    if (returned < floor) {
+    if (this.readFloor && returned < floor) {
       this.violate(
         'linearizable-read',
         `${node.id} read ${id} returned state ${returned}, older than ${floor}`,

@@ -53,8 +53,8 @@ export interface SimOptions {
   readonly faults?: boolean;
   /** A machine with broken parts (through `raftMachine.provide`), to prove the checker works. */
   readonly machine?: RaftMachine;
-  /** Runtime mistakes the checker must catch: sending answers before the write is durable. */
-  readonly unsafeSendBeforePersist?: boolean;
+  /** A runtime with planted mistakes (planted.ts), to prove the checks catch them. */
+  readonly mistakes?: RuntimeMistakes;
   readonly raft?: Partial<RaftOptions>;
   /** Stop at the first violation (the default) or collect all. */
   readonly stopOnViolation?: boolean;
@@ -67,6 +67,19 @@ export interface SimOptions {
   readonly schedule?: ScheduleName;
   /** Which layers of safety checks run (all by default). */
   readonly checks?: CheckOptions;
+}
+
+/** Deliberate runtime mistakes for the teeth tests; the real runtime is never edited. */
+export interface RuntimeMistakes {
+  /** Sends messages meant to wait for a write (votes, acks) before it is durable. */
+  readonly sendBeforePersist?: boolean;
+  /** Serves a confirmed read without waiting for the node to apply up to its read index. */
+  readonly readBeforeApply?: boolean;
+  /** Takes an applied entry for the node's own proposal by its index alone, ignoring the term
+   * (so a write replaced by another leader's entry is answered with that entry's outcome). */
+  readonly answerByIndex?: boolean;
+  /** Applies a command to a node's tree in place of `tree.applyNow`. */
+  readonly apply?: (node: string, index: number, data: unknown, tree: MemoryTree) => ApplyOutcome | null;
 }
 
 export interface SimResult {
@@ -167,6 +180,7 @@ export class Simulation {
   private readonly liveness: Liveness;
   private readonly agenda = new Agenda<AgendaItem>();
   private readonly machine: RaftMachine;
+  private readonly mistakes: RuntimeMistakes;
   private rng: number;
   now = 0;
   steps = 0;
@@ -208,6 +222,7 @@ export class Simulation {
   constructor(readonly opts: SimOptions) {
     this.rng = seedFrom('simulation', opts.seed);
     this.machine = opts.machine ?? raftMachine;
+    this.mistakes = opts.mistakes ?? {};
     const voters = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     const spare = `n${opts.nodes + 1}`;
     // A run that configures sessions (the session teeth) gets the faults their checker models.
@@ -471,7 +486,10 @@ export class Simulation {
           },
         },
         tree: {
-          apply: (index, data) => node.tree.applyNow(index, data),
+          apply: (index, data) =>
+            this.mistakes.apply
+              ? this.mistakes.apply(node.id, index, data, node.tree)
+              : node.tree.applyNow(index, data),
           sync: (done) => {
             node.tree.syncNow();
             // At the applier's index: entries after the tree's last command may be no-ops.
@@ -536,7 +554,7 @@ export class Simulation {
   private perform(node: SimNode, effects: readonly Effect[]): void {
     for (const e of effects) {
       if (!node.up || this.checker.stopped) return;
-      if (e.type === 'send' && e.afterPersist && this.opts.unsafeSendBeforePersist) {
+      if (e.type === 'send' && e.afterPersist && this.mistakes.sendBeforePersist) {
         this.transmit(node.id, e.to, e.message); // a broken runtime, for the teeth tests
         continue;
       }
@@ -635,7 +653,8 @@ export class Simulation {
     }
     this.checker.onApply(node, e);
     const mine = node.proposalAt.get(e.index);
-    const proposal = mine !== undefined && mine.term === e.term ? mine.id : null;
+    const proposal =
+      mine !== undefined && (mine.term === e.term || this.mistakes.answerByIndex) ? mine.id : null;
     if (mine !== undefined) node.proposalAt.delete(e.index);
     if (proposal !== null) {
       this.stats.acked++;
@@ -652,7 +671,7 @@ export class Simulation {
     if (node.reads.length === 0) return;
     const keep: PendingRead[] = [];
     for (const r of node.reads) {
-      if (node.applied < r.index) {
+      if (node.applied < r.index && !this.mistakes.readBeforeApply) {
         keep.push(r);
         continue;
       }

@@ -21,6 +21,8 @@ import {
   send,
   termAt,
 } from '../../machines/raft/state.ts';
+import { type Command, decodeCommand, encodeCommand } from '../../protocol/index.ts';
+import type { MemoryTree } from '../../storage/index.ts';
 
 type StepFn = (d: Draft, m: Message) => void;
 
@@ -173,3 +175,33 @@ export const oldSnapshotBug: RaftMachine = raftMachine.provide({
     }),
   },
 });
+
+// ---------------------------------------------------------------------------------------------
+// Runtime mistakes: the state machine's side (SimOptions.mistakes.apply), never the real tree.
+
+/** The command an entry carries, or null (other entries: the tree answers them as it would). */
+function commandIn(data: unknown): Command | null {
+  try {
+    return decodeCommand(data);
+  } catch {
+    return null;
+  }
+}
+
+/** 8. Apply ignores the session tag: a retried write is applied again instead of answered from
+ * the exactly-once table (thesis §6.3). */
+export function untaggedApply(_node: string, index: number, command: unknown, tree: MemoryTree) {
+  const c = commandIn(command) as (Command & { client?: unknown }) | null;
+  if (c === null || !('client' in c)) return tree.applyNow(index, command);
+  const { client: _tag, ...untagged } = c;
+  return tree.applyNow(index, encodeCommand(untagged as Command));
+}
+
+/** 9. Apply depends on something outside the log (here: which replica applies), so one replica's
+ * tree drifts from the others: n2 stores the puts whose value ends in 7 with another value. */
+export function driftingApply(node: string, index: number, command: unknown, tree: MemoryTree) {
+  const c = commandIn(command);
+  if (node !== 'n2' || c?.op !== 'put' || !new TextDecoder().decode(c.value).endsWith('7'))
+    return tree.applyNow(index, command);
+  return tree.applyNow(index, encodeCommand({ ...c, value: new TextEncoder().encode('drift') }));
+}

@@ -9,6 +9,7 @@ import { draftAction, raftMachine } from '../../machines/raft/index.ts';
 import type { Message } from '../../machines/raft/messages.ts';
 import { countVotes, isUpToDate, send } from '../../machines/raft/state.ts';
 import { type SimOptions, simulate } from './cluster.ts';
+import { driftingApply, untaggedApply } from './planted.ts';
 
 function caught(opts: Partial<SimOptions>, seeds: number): { count: number; properties: Set<string> } {
   const properties = new Set<string>();
@@ -52,10 +53,37 @@ test('a follower that votes twice in a term is caught (§5.2 one vote per term)'
 });
 
 test('a runtime that answers before its write is durable is caught (durability across crashes)', (t) => {
-  const r = caught({ unsafeSendBeforePersist: true }, 10);
+  const r = caught({ mistakes: { sendBeforePersist: true } }, 10);
   t.true(r.properties.has('durability'), `properties seen: ${[...r.properties].join(', ')}`);
 });
 
+test('a node that serves a read before applying up to its read index is caught (stale read)', (t) => {
+  const r = caught({ mistakes: { readBeforeApply: true } }, 12);
+  t.true(r.properties.has('linearizable-read'), `properties seen: ${[...r.properties].join(', ')}`);
+  // Without the direct read check, the client's history shows the stale value.
+  const h = caught({ mistakes: { readBeforeApply: true }, checks: { readFloor: false } }, 12);
+  t.deepEqual([...h.properties], ['linearizability']);
+});
+
+test('a node that answers a write by its index alone is caught (another leader replaced it)', (t) => {
+  const r = caught({ mistakes: { answerByIndex: true } }, 12);
+  t.deepEqual([...r.properties], ['wrong-answer']);
+});
+
+test('a tree that applies retried writes again (no exactly-once table) is caught', (t) => {
+  const r = caught({ mistakes: { apply: untaggedApply } }, 12);
+  t.true(r.count > 0, 'no seed caught the double apply');
+  t.true(
+    [...r.properties].every((p) => p === 'linearizability' || p === 'applied-twice'),
+    `properties seen: ${[...r.properties].join(', ')}`,
+  );
+});
+
+test('a replica whose apply depends on more than the log is caught (trees diverge)', (t) => {
+  const r = caught({ mistakes: { apply: driftingApply } }, 12);
+  t.true(r.properties.has('tree-divergence'), `properties seen: ${[...r.properties].join(', ')}`);
+});
+
 test('a faithful cluster on the same seeds shows no violation', (t) => {
-  t.is(caught({}, 10).count, 0);
+  t.is(caught({}, 12).count, 0);
 });

@@ -220,6 +220,16 @@ export class Workload {
     const h = this.history[p.history]!;
     let result: OpResult;
     const r = outcome.result;
+    const key = p.op.type === 'put' || p.op.type === 'cas' ? p.op.key : '';
+    const matches = p.op.type === 'put' ? r.op === 'put' && r.kv.key === key : r.op === 'txn';
+    if (!matches) {
+      const got = r.op === 'put' ? `a put of ${r.kv.key}` : `a ${r.op}`;
+      this.sim.checker.violate(
+        'wrong-answer',
+        `${node.id} answered ${p.op.type} ${key} with the outcome of ${got}`,
+      );
+      return;
+    }
     if (r.op === 'put') result = { version: r.kv.version };
     else if (r.op === 'txn') {
       const put = r.results[0];
@@ -229,8 +239,7 @@ export class Workload {
           : { succeeded: false };
     } else return;
     const version = 'version' in result ? result.version : undefined;
-    if (version !== undefined)
-      this.versions.set(p.op.type === 'put' || p.op.type === 'cas' ? p.op.key : '', version);
+    if (version !== undefined) this.versions.set(key, version);
     this.history[p.history] = { ...h, response: this.sim.now, result };
   }
 
