@@ -75,6 +75,9 @@ export interface RuntimeMistakes {
   readonly sendBeforePersist?: boolean;
   /** Serves a confirmed read without waiting for the node to apply up to its read index. */
   readonly readBeforeApply?: boolean;
+  /** The applier acknowledges an entry (answers, advances the applied index reads wait for)
+   * while the tree it serves reads from gets the entry only at the node's next tick. */
+  readonly ackBeforeApply?: boolean;
   /** Takes an applied entry for the node's own proposal by its index alone, ignoring the term
    * (so a write replaced by another leader's entry is answered with that entry's outcome). */
   readonly answerByIndex?: boolean;
@@ -138,6 +141,8 @@ export class SimNode {
   sm: SimState;
   /** The real key tree; what it made durable survives a crash (`crash()`). */
   tree = new MemoryTree();
+  /** [mistakes.ackBeforeApply] The tree reads see, behind `tree` by the entries in `backlog`. */
+  lagging: { tree: MemoryTree; backlog: [number, unknown][] } | null = null;
   /** The real runtime of this life of the node. */
   executor: Executor | null = null;
   /** The index the state machine applied up to (the applier's). */
@@ -357,6 +362,10 @@ export class Simulation {
       case 'tick': {
         const node = this.nodes.get(ev.node)!;
         if (!node.up || node.life !== ev.life || this.deferIfPaused(node, ev)) return;
+        if (node.lagging !== null) {
+          for (const [index, data] of node.lagging.backlog) node.lagging.tree.applyNow(index, data);
+          node.lagging.backlog = [];
+        }
         this.step(node, { type: 'raft.tick' });
         this.sessions?.onTick(node);
         this.agenda.push(this.now + node.tickMs, ev);
@@ -422,6 +431,11 @@ export class Simulation {
     node.pausedUntil = 0;
     node.inbox = [];
     node.executor = this.runtime(node);
+    if (this.mistakes.ackBeforeApply) {
+      const lag = new MemoryTree();
+      lag.restoreNow(node.tree.durableState);
+      node.lagging = { tree: lag, backlog: [] };
+    }
     this.sessions?.onBoot(node);
     this.checker.onBoot(node); // [oracle]
     const [snap, effects] = startRaft(
@@ -486,10 +500,12 @@ export class Simulation {
           },
         },
         tree: {
-          apply: (index, data) =>
-            this.mistakes.apply
+          apply: (index, data) => {
+            node.lagging?.backlog.push([index, data]);
+            return this.mistakes.apply
               ? this.mistakes.apply(node.id, index, data, node.tree)
-              : node.tree.applyNow(index, data),
+              : node.tree.applyNow(index, data);
+          },
           sync: (done) => {
             node.tree.syncNow();
             // At the applier's index: entries after the tree's last command may be no-ops.
@@ -636,6 +652,10 @@ export class Simulation {
       disk.snapshotData = { ...data };
       disk.log.reset(s);
       node.tree.restoreNow(data.tree ?? new MemoryTree().durableState);
+      if (node.lagging !== null) {
+        node.lagging.tree.restoreNow(node.tree.durableState);
+        node.lagging.backlog = [];
+      }
       node.sm = { ...data };
       node.applied = data.applied;
       this.sessions?.restored(node);
@@ -678,7 +698,7 @@ export class Simulation {
       this.stats.reads++;
       if (r.floor !== undefined) this.checker.onRead(node, r.id, node.applied, r.floor);
       this.checker.onReturned(node.applied);
-      this.workload.served(r.id, node.tree);
+      this.workload.served(r.id, node.lagging?.tree ?? node.tree);
     }
     node.reads = keep;
   }

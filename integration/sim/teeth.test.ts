@@ -65,6 +65,12 @@ test('a node that serves a read before applying up to its read index is caught (
   t.deepEqual([...h.properties], ['linearizability']);
 });
 
+test('an applier that acknowledges an entry before its tree applies it is caught (history)', (t) => {
+  // The applied index is right, so the direct read check sees nothing: the history does.
+  const r = caught({ mistakes: { ackBeforeApply: true } }, 12);
+  t.deepEqual([...r.properties], ['linearizability']);
+});
+
 test('a node that answers a write by its index alone is caught (another leader replaced it)', (t) => {
   const r = caught({ mistakes: { answerByIndex: true } }, 12);
   t.deepEqual([...r.properties], ['wrong-answer']);
