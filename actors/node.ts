@@ -19,11 +19,14 @@ import { randomInt } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { type AnyActorRef, createActor, type InspectionEvent } from 'xstate';
 import {
+  createRaftMachine,
   currentConfig,
-  type RaftContext,
   type RaftEvent,
   type RaftInput,
   type RaftOptions,
+  type RaftReader,
+  type RaftSnapshot,
+  raftReader,
   type SnapshotMeta,
 } from '../machines/raft/index.ts';
 import {
@@ -87,14 +90,16 @@ import {
   type ActorName,
   actorNames,
   isActorName,
-  nodeMachine,
+  type nodeMachine,
   type Parts,
   SUPERVISION,
+  superviseNode,
 } from './supervisor.ts';
 
 export class EnsembleNode {
   private actor!: ReturnType<typeof createActor<typeof nodeMachine>>;
   private raftRef!: AnyActorRef;
+  private machine!: RaftReader;
   private parts!: Parts;
   private fatalError: unknown = null;
   private readonly done: Promise<unknown>;
@@ -155,7 +160,6 @@ export class EnsembleNode {
     const snapshot: SnapshotMeta | undefined = log.snapshot() ?? undefined;
     const raftInput: RaftInput = {
       id: config.id,
-      log,
       hardState: log.hardState(),
       ...(snapshot ? { snapshot } : {}),
       applied: tree.appliedIndex,
@@ -178,7 +182,8 @@ export class EnsembleNode {
       ...(config.prefix ? { prefix: config.prefix } : {}),
     });
     const raft = (e: RaftEvent) => this.raftRef.send(e);
-    const state = (): RaftContext => this.raftRef.getSnapshot().context as RaftContext;
+    const machine = raftReader(() => this.raftRef.getSnapshot() as RaftSnapshot, log);
+    this.machine = machine;
     const fatal = (error: unknown) => this.fail(error);
 
     const raftOptions = { ...defaultRaftOptions, ...config.raft };
@@ -189,7 +194,7 @@ export class EnsembleNode {
       cluster: config.cluster,
       tree,
       graceMs: (raftOptions.electionTicks ?? 10) * (config.tickMs ?? defaultTickMs),
-      state,
+      machine,
       expire: (id) => api.expire(id),
     });
     const watches = new WatchHub({
@@ -244,7 +249,7 @@ export class EnsembleNode {
       self: config.id,
       tickMs: config.tickMs ?? defaultTickMs,
       raft,
-      state,
+      machine,
       tree,
       applier,
       ...(config.limits ? { limits: config.limits } : {}),
@@ -261,7 +266,7 @@ export class EnsembleNode {
       log: (line) => this.log(line),
       raft,
       admits: (id) => {
-        const c = currentConfig(state());
+        const c = currentConfig(machine.context());
         return (
           (c.voters.length === 0 && c.learners.length === 0) ||
           c.voters.includes(id) ||
@@ -275,7 +280,7 @@ export class EnsembleNode {
       tickMs: config.tickMs ?? defaultTickMs,
       raft: (e) => {
         raft(e);
-        if (++ticks % 4 === 0 && state().role === 'leader') sessions.check();
+        if (++ticks % 4 === 0 && machine.role() === 'leader') sessions.check();
       },
       onPause: (ms) => {
         this.log(`event loop paused ${ms.toFixed(0)} ms: counted as contact for every session`);
@@ -294,7 +299,10 @@ export class EnsembleNode {
       }
     })().catch(() => {});
 
-    this.actor = createActor(nodeMachine, { input: this.parts, ...(inspect ? { inspect } : {}) });
+    this.actor = createActor(superviseNode(createRaftMachine({ log })), {
+      input: this.parts,
+      ...(inspect ? { inspect } : {}),
+    });
     this.actor.subscribe({
       next: (s) => {
         if (s.status !== 'done') return;
@@ -340,9 +348,9 @@ export class EnsembleNode {
     return this.actor.getSnapshot().context.restarted;
   }
 
-  /** The machine's current context. */
-  raftState(): RaftContext {
-    return this.raftRef.getSnapshot().context as RaftContext;
+  /** The running Raft machine: its role, context and last index. */
+  get raft(): RaftReader {
+    return this.machine;
   }
 
   get api(): Api {

@@ -11,7 +11,7 @@
  * timeouts of its last keepalive once a leader holds office (the simulator checks both bounds).
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { RaftContext } from '../machines/raft/index.ts';
+import type { RaftReader } from '../machines/raft/index.ts';
 import { currentConfig } from '../machines/raft/index.ts';
 import { ExpiryPlanner, SessionClock } from '../machines/session/index.ts';
 import type { Subjects } from '../protocol/index.ts';
@@ -26,7 +26,7 @@ export interface SessionKeeperOptions {
   readonly tree: KeyTree;
   /** One election timeout, in ms: the grace a new leader gives every session. */
   readonly graceMs: number;
-  readonly state: () => RaftContext;
+  readonly machine: RaftReader;
   readonly expire: (session: string) => void;
 }
 
@@ -101,8 +101,8 @@ export class SessionKeeper {
 
   /** Leader only, every few ticks: propose due expiries, ask the voters for ages when needed. */
   check(): void {
-    const ctx = this.opts.state();
-    if (ctx.role !== 'leader') return;
+    if (this.opts.machine.role() !== 'leader') return;
+    const ctx = this.opts.machine.context();
     const sessions = new Map(this.opts.tree.sessions().map((s) => [s.id, s.ttlMs] as const));
     const voters = currentConfig(ctx).voters;
     const out = this.planner.tick(now(), sessions, voters);

@@ -5,7 +5,13 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type AnyActorRef, assign, enqueueActions, fromCallback, setup } from 'xstate';
-import { type Effect, type RaftInput, raftMachine } from '../machines/raft/index.ts';
+import {
+  createRaftMachine,
+  type Effect,
+  type LogReader,
+  type RaftInput,
+  type RaftMachine,
+} from '../machines/raft/index.ts';
 import type { Api } from './api/index.ts';
 import type { Executor } from './executor.ts';
 import type { NodeConfig } from './node.ts';
@@ -86,6 +92,19 @@ function actorOf(event: { readonly type: string; readonly actor?: unknown }): Ac
   return m && isActorName(m[1]) ? m[1] : null;
 }
 
+/** Stands for a node's log until `superviseNode` provides the node's own Raft machine. */
+function unboundLog(): LogReader {
+  const unbound = (): never => {
+    throw new Error("the supervisor runs a Raft machine made for the node's log: use superviseNode()");
+  };
+  return { firstIndex: unbound, lastIndex: unbound, term: unbound, entries: unbound };
+}
+
+/** The supervisor of one node, with its Raft machine (made for the node's log). */
+export function superviseNode(raft: RaftMachine) {
+  return nodeMachine.provide({ actors: { raft } });
+}
+
 /** The node's supervisor: starts every actor, applies each one's policy when it fails or stops. */
 export const nodeMachine = setup({
   types: {
@@ -94,7 +113,7 @@ export const nodeMachine = setup({
     events: {} as NodeEvent,
   },
   actors: {
-    raft: raftMachine,
+    raft: createRaftMachine({ log: unboundLog() }),
     executor: fromCallback<{ type: string }, Parts>(({ input, system }) => {
       const raft = system.get('raft') as AnyActorRef & {
         on: (t: '*', h: (e: Effect) => void) => { unsubscribe(): void };

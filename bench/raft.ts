@@ -6,7 +6,6 @@
  * A trivial XState machine is measured in the same run as the baseline.
  */
 import { createActor, setup, transition } from 'xstate';
-import { raftMachine } from '../machines/raft/machine.ts';
 import type { Message } from '../machines/raft/messages.ts';
 import { TestCluster } from '../machines/raft/testing.ts';
 
@@ -50,7 +49,7 @@ const raftPure = timed(() => {
   return 1000;
 });
 // Restored from the leader's snapshot: input is only read on a fresh start.
-const actor = createActor(raftMachine, { snapshot: leader.snap, input: undefined as never }).start();
+const actor = createActor(leader.machine, { snapshot: leader.snap, input: undefined as never }).start();
 actor.on('*', () => {});
 const raftActor = timed(() => {
   for (let i = 0; i < 1000; i++) actor.send(ack);

@@ -5,7 +5,6 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { EnsembleNode } from '../actors/index.ts';
-import { lastIndex } from '../machines/raft/index.ts';
 
 const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
 
@@ -18,7 +17,7 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ node: node.config.id, cluster: node.config.cluster });
   collectDefaultMetrics({ register: registry });
-  const raft = () => node.raftState();
+  const raft = () => node.raft.context();
 
   new Gauge({
     name: 'ensemble_raft_role',
@@ -26,7 +25,7 @@ export function nodeRegistry(node: EnsembleNode): Registry {
     labelNames: ['role'],
     registers: [registry],
     collect() {
-      const role = raft().role;
+      const role = node.raft.role();
       for (const r of ROLES) this.set({ role: r }, r === role ? 1 : 0);
     },
   });
@@ -42,7 +41,7 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   gauge('ensemble_raft_term', 'Current Raft term', () => raft().term);
   gauge('ensemble_raft_commit_index', 'Highest log index known committed', () => raft().commit);
   gauge('ensemble_raft_applied_index', 'Highest log index applied to the key tree', () => node.applier.index);
-  gauge('ensemble_raft_last_index', 'Last log index', () => lastIndex(raft()));
+  gauge('ensemble_raft_last_index', 'Last log index', () => node.raft.lastIndex());
   gauge(
     'ensemble_raft_elections_won_total',
     'Elections this node won since start',
@@ -165,10 +164,12 @@ export function serveMetrics(node: EnsembleNode, port: number, host = '127.0.0.1
       return;
     }
     if (req.url === '/health') {
-      const s = node.raftState();
+      const s = node.raft.context();
       const healthy = s.leader !== null;
       res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ healthy, role: s.role, term: s.term, leader: s.leader, commit: s.commit }));
+      res.end(
+        JSON.stringify({ healthy, role: node.raft.role(), term: s.term, leader: s.leader, commit: s.commit }),
+      );
       return;
     }
     res.writeHead(404);

@@ -11,6 +11,7 @@ import {
   MemoryLog,
   type RaftContext,
   type RaftEvent,
+  type Role,
 } from '../../machines/raft/index.ts';
 import {
   decodeReply,
@@ -32,16 +33,12 @@ interface Answered {
   result?: unknown;
 }
 
-function rig(role: RaftContext['role'] = 'leader', timeoutMs = 1000) {
+function rig(role: Role = 'leader', timeoutMs = 1000) {
   const events: RaftEvent[] = [];
   const tree = new MemoryTree();
+  const log = new MemoryLog({ index: 0, term: 0, config: { voters: ['a', 'b', 'c'], learners: [] } });
   let ctx: RaftContext = {
-    ...initialContext({
-      id: 'a',
-      log: new MemoryLog({ index: 0, term: 0, config: { voters: ['a', 'b', 'c'], learners: [] } }),
-      seed: 1,
-    }),
-    role,
+    ...initialContext({ id: 'a', seed: 1 }, log),
     leader: role === 'leader' ? 'a' : 'b',
     term: 3,
   };
@@ -69,7 +66,7 @@ function rig(role: RaftContext['role'] = 'leader', timeoutMs = 1000) {
     cluster: 't',
     tickMs: 50,
     raft: (e) => events.push(e),
-    state: () => ctx,
+    machine: { role: () => role, context: () => ctx, lastIndex: () => log.lastIndex() },
     tree,
     applier,
     watches: {} as WatchHub,

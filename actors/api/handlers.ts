@@ -14,11 +14,10 @@ import {
   currentConfig,
   type Effect,
   type Entry,
-  lastIndex,
   type MembershipChange,
   type NodeId,
-  type RaftContext,
   type RaftEvent,
+  type RaftReader,
 } from '../../machines/raft/index.ts';
 import {
   type ApiResults,
@@ -48,8 +47,8 @@ export interface HandlerPorts {
   /** The Raft tick (ms): election timeouts are counted in ticks. */
   readonly tickMs: number;
   readonly raft: (event: RaftEvent) => void;
-  /** The machine's current context (role, term, leader, commit, configuration). */
-  readonly state: () => RaftContext;
+  /** The running Raft machine: role, context (term, leader, commit, configuration). */
+  readonly machine: RaftReader;
   readonly tree: KeyTree;
   readonly applier: Applier;
   readonly watches: WatchHub;
@@ -158,12 +157,12 @@ export class ApiHandlers {
    */
   keepalive(id: string, secret: Uint8Array): Outcome | null {
     const s = this.p.tree.session(id);
-    const leader = this.p.state().role === 'leader';
+    const leader = this.p.machine.role() === 'leader';
     if (s === null) {
       // Unknown here: expired, forged, or opened but not applied on this node yet. The last case
       // loses nothing: applying the open counts as contact (SessionKeeper.opened), and that is
       // later than any keepalive ignored before it.
-      return leader && this.p.applier.index >= this.p.state().commit
+      return leader && this.p.applier.index >= this.p.machine.context().commit
         ? { error: new SessionExpiredError(id) }
         : null;
     }
@@ -261,7 +260,7 @@ export class ApiHandlers {
 
   /** Asks the machine to hand leadership over; answered when the role change shows it done. */
   private transfer(reply: Reply, to: string | undefined): void {
-    const ctx = this.p.state();
+    const ctx = this.p.machine.context();
     const voters = currentConfig(ctx).voters;
     let target = to;
     if (target === undefined) {
@@ -332,7 +331,7 @@ export class ApiHandlers {
         c.index = e.index;
         void applier.waitApplied(e.index).then(() => {
           if (!pending.changes.delete(e.id)) return;
-          answer(c.reply, { result: { members: currentConfig(this.p.state()), index: e.index } });
+          answer(c.reply, { result: { members: currentConfig(this.p.machine.context()), index: e.index } });
         });
         return;
       }
@@ -358,7 +357,7 @@ export class ApiHandlers {
     if (w.term !== entry.term || outcome === null) {
       // Another leader's entry took this index: ours was lost with the old term.
       return this.p.answer(w.reply, {
-        error: new NotLeaderError(this.p.state().leader, 'leader changed; retry'),
+        error: new NotLeaderError(this.p.machine.context().leader, 'leader changed; retry'),
       });
     }
     if (!outcome.ok) return this.p.answer(w.reply, { error: outcome.error });
@@ -397,16 +396,17 @@ export class ApiHandlers {
   }
 
   status(): ApiResults['status'] {
-    const c = this.p.state();
+    const c = this.p.machine.context();
+    const role = this.p.machine.role();
     return {
       id: this.p.self,
       cluster: this.p.cluster,
-      role: c.role === 'preCandidate' ? 'candidate' : c.role,
+      role: role === 'preCandidate' ? 'candidate' : role,
       term: c.term,
       leader: c.leader,
       commitIndex: c.commit,
       appliedIndex: this.p.applier.index,
-      lastIndex: lastIndex(c),
+      lastIndex: this.p.machine.lastIndex(),
       revision: this.p.tree.revision,
       members: currentConfig(c),
       electionTimeoutMs: c.opts.electionTicks * this.p.tickMs,

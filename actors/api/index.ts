@@ -4,7 +4,7 @@
  * deadline). `Api` wires them for the node.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Effect, Entry, NodeId, RaftContext, RaftEvent } from '../../machines/raft/index.ts';
+import type { Effect, Entry, NodeId, RaftEvent, RaftReader } from '../../machines/raft/index.ts';
 import type { ApiLimits, ApiResults, Subjects } from '../../protocol/index.ts';
 import { TimeoutError } from '../../protocol/index.ts';
 import type { ApplyOutcome, KeyTree } from '../../storage/index.ts';
@@ -26,8 +26,8 @@ export interface ApiOptions {
   /** The Raft tick (ms). */
   readonly tickMs: number;
   readonly raft: (event: RaftEvent) => void;
-  /** The machine's current context (role, term, leader, commit, configuration). */
-  readonly state: () => RaftContext;
+  /** The running Raft machine: role, context (term, leader, commit, configuration). */
+  readonly machine: RaftReader;
   readonly tree: KeyTree;
   readonly applier: Applier;
   readonly limits?: Partial<ApiLimits>;
@@ -55,7 +55,7 @@ export class Api {
       cluster: opts.cluster,
       tickMs: opts.tickMs,
       raft: opts.raft,
-      state: opts.state,
+      machine: opts.machine,
       tree: opts.tree,
       applier: opts.applier,
       watches: opts.watches,
@@ -69,7 +69,7 @@ export class Api {
       subjects: opts.subjects,
       cluster: opts.cluster,
       self: opts.self,
-      state: opts.state,
+      machine: opts.machine,
       ...(opts.limits ? { limits: opts.limits } : {}),
       forwardTimeoutMs: timeoutMs,
       handlers: this.handlers,

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { useHarness } from '../../integration/harness.ts';
 import { waitFor } from '../../integration/wait.ts';
-import { initialContext, MemoryLog, type RaftContext } from '../../machines/raft/index.ts';
+import { initialContext, MemoryLog, type RaftContext, type Role } from '../../machines/raft/index.ts';
 import {
   decodePeer,
   decodeReply,
@@ -23,17 +23,10 @@ import { answerWith, newCounters } from './reply.ts';
 const harness = useHarness(test, { label: 'ensemble-ingress' });
 const S = subjects({ cluster: 'ing' });
 
-async function rig(self: string, role: RaftContext['role'], leader: string | null) {
+async function rig(self: string, role: Role, leader: string | null) {
   const nc = await harness().connect('peer');
-  const ctx: RaftContext = {
-    ...initialContext({
-      id: self,
-      log: new MemoryLog({ index: 0, term: 0, config: { voters: [], learners: [] } }),
-      seed: 1,
-    }),
-    role,
-    leader,
-  };
+  const log = new MemoryLog({ index: 0, term: 0, config: { voters: [], learners: [] } });
+  const ctx: RaftContext = { ...initialContext({ id: self, seed: 1 }, log), leader };
   const counters = newCounters();
   const dispatched: ValidRequest[] = [];
   const answer = answerWith('ing', counters);
@@ -49,7 +42,7 @@ async function rig(self: string, role: RaftContext['role'], leader: string | nul
     subjects: S,
     cluster: 'ing',
     self,
-    state: () => ctx,
+    machine: { role: () => role, context: () => ctx, lastIndex: () => log.lastIndex() },
     forwardTimeoutMs: 2000,
     handlers,
     answer,

@@ -14,7 +14,7 @@
  */
 import { type Service, Svcm } from '@nats-io/services';
 import { headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import type { NodeId, RaftContext } from '../../machines/raft/index.ts';
+import type { NodeId, RaftReader } from '../../machines/raft/index.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import {
   type ApiLimits,
@@ -44,7 +44,7 @@ export interface IngressPorts {
   readonly subjects: Subjects;
   readonly cluster: string;
   readonly self: NodeId;
-  readonly state: () => RaftContext;
+  readonly machine: RaftReader;
   readonly limits?: Partial<ApiLimits>;
   /** How long a forwarded request waits for the leader's answer. */
   readonly forwardTimeoutMs: number;
@@ -157,8 +157,8 @@ export class ApiIngress {
       return this.p.answer(reply, { error: v.error });
     }
     const kind = opKinds[v.op];
-    const ctx = this.p.state();
-    if ((kind === 'write' || kind === 'admin') && ctx.role !== 'leader') {
+    if ((kind === 'write' || kind === 'admin') && this.p.machine.role() !== 'leader') {
+      const ctx = this.p.machine.context();
       if (forwardable !== null && ctx.leader !== null && ctx.leader !== this.p.self)
         return this.forward(ctx.leader, v.op, forwardable, reply);
       return this.p.answer(reply, { error: new NotLeaderError(ctx.leader) });
@@ -187,7 +187,7 @@ export class ApiIngress {
       (err: unknown) => {
         if (!this.forwards.delete(id)) return;
         const nobody = (err as { isNoResponders?: () => boolean }).isNoResponders?.() === true;
-        const now = this.p.state().leader;
+        const now = this.p.machine.context().leader;
         this.p.answer(reply, {
           error: nobody
             ? new NotLeaderError(now === leader ? null : now, `leader ${leader} is gone; nothing was applied`)

@@ -17,8 +17,10 @@
  * apply, reads) are the only hooks the nemesis and the checker need there.
  */
 
+import { type Actor, createActor } from 'xstate';
 import { Executor } from '../../actors/index.ts';
 import {
+  createRaftMachine,
   defaultOptions,
   type Effect,
   type Entry,
@@ -28,11 +30,11 @@ import {
   type RaftMachine,
   type RaftOptions,
   type RaftSnapshot,
-  raftMachine,
+  type RaftVariant,
+  type Role,
+  roleOf,
   type SnapshotMeta,
   seedFrom,
-  startRaft,
-  stepRaft,
 } from '../../machines/raft/index.ts';
 import type { Persist } from '../../storage/index.ts';
 import { type ApplyOutcome, MemoryTree } from '../../storage/index.ts';
@@ -51,8 +53,8 @@ export interface SimOptions {
    * sessions leave a seed's Raft coverage as it was); then faults heal and liveness is checked. */
   readonly steps: number;
   readonly faults?: boolean;
-  /** A machine with broken parts (through `raftMachine.provide`), to prove the checker works. */
-  readonly machine?: RaftMachine;
+  /** A Raft machine with planted bugs (planted.ts), to prove the checker works. */
+  readonly variant?: RaftVariant;
   /** A runtime with planted mistakes (planted.ts), to prove the checks catch them. */
   readonly mistakes?: RuntimeMistakes;
   readonly raft?: Partial<RaftOptions>;
@@ -136,7 +138,11 @@ interface PendingRead {
 }
 
 export class SimNode {
+  /** The Raft machine's state after its last step; null while the node is down. */
   snap: RaftSnapshot | null = null;
+  /** The node's running Raft machine (as a node runs it) and the effects its last step emitted. */
+  actor: Actor<RaftMachine> | null = null;
+  readonly emitted: Effect[] = [];
   life = 0;
   sm: SimState;
   /** The real key tree; what it made durable survives a crash (`crash()`). */
@@ -172,6 +178,11 @@ export class SimNode {
   get up(): boolean {
     return this.snap !== null;
   }
+
+  /** The role: the machine's state value (null while down). */
+  get role(): Role | null {
+    return this.snap === null ? null : roleOf(this.snap);
+  }
 }
 
 export class Simulation {
@@ -184,7 +195,6 @@ export class Simulation {
   private readonly nemesis: Nemesis;
   private readonly liveness: Liveness;
   private readonly agenda = new Agenda<AgendaItem>();
-  private readonly machine: RaftMachine;
   private readonly mistakes: RuntimeMistakes;
   private rng: number;
   now = 0;
@@ -226,7 +236,6 @@ export class Simulation {
 
   constructor(readonly opts: SimOptions) {
     this.rng = seedFrom('simulation', opts.seed);
-    this.machine = opts.machine ?? raftMachine;
     this.mistakes = opts.mistakes ?? {};
     const voters = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     const spare = `n${opts.nodes + 1}`;
@@ -438,19 +447,24 @@ export class Simulation {
     }
     this.sessions?.onBoot(node);
     this.checker.onBoot(node); // [oracle]
-    const [snap, effects] = startRaft(
-      {
+    // The node's own machine, for its log, run as an actor like a node runs it; its effects are
+    // collected during a step and carried out after it (as the executor would, in order).
+    const actor = createActor(createRaftMachine({ log: node.disk.log }, this.opts.variant), {
+      input: {
         id: node.id,
-        log: node.disk.log,
         hardState: node.disk.hardState,
         snapshot: node.disk.snapshot,
         applied: node.sm.applied,
         seed: seedFrom(node.id, this.opts.seed * 31 + node.life),
         options: this.raftOptions,
       },
-      this.machine,
-    );
-    node.snap = snap;
+    });
+    actor.on('*', (e) => node.emitted.push(e));
+    actor.subscribe({ error: () => {} }); // reported by step() from the snapshot
+    node.emitted.length = 0;
+    node.actor = actor.start();
+    node.snap = actor.getSnapshot();
+    const effects = node.emitted.splice(0);
     this.checker.observe(node, effects); // [oracle]
     this.perform(node, effects);
     this.agenda.push(this.now + this.int(1, TICK_MS), { kind: 'tick', node: node.id, life: node.life });
@@ -535,6 +549,8 @@ export class Simulation {
     if (!node.up) return;
     this.trace(`nemesis: crash ${node.id} (${node.writes.length} writes in flight lost)`);
     node.snap = null;
+    node.actor?.stop();
+    node.actor = null;
     node.life++;
     node.executor?.stop();
     node.executor = null;
@@ -552,16 +568,27 @@ export class Simulation {
   }
 
   step(node: SimNode, event: RaftEvent): void {
-    const before = node.snap!;
-    let next: RaftSnapshot;
-    let effects: Effect[];
-    try {
-      [next, effects] = stepRaft(before, event, this.machine);
-    } catch (err) {
-      this.checker.violate('machine-threw', `${node.id} on ${event.type}: ${(err as Error).message}`);
+    const actor = node.actor!;
+    actor.send(event);
+    const next = actor.getSnapshot();
+    const effects = node.emitted.splice(0);
+    if (next.status === 'error') {
+      const err = next.error as Error;
+      this.checker.violate('machine-threw', `${node.id} on ${event.type}: ${err?.message ?? err}`);
       return;
     }
     node.snap = next;
+    // The role lives only in the state value: what a step announces must be where it ended.
+    for (let i = effects.length - 1; i >= 0; i--) {
+      const e = effects[i]!;
+      if (e.type !== 'roleChanged') continue;
+      if (e.role !== roleOf(next))
+        this.checker.violate(
+          'role-state',
+          `${node.id} announced ${e.role} but its machine is in ${JSON.stringify(next.value)}`,
+        );
+      break;
+    }
     this.checker.observe(node, effects); // [oracle] the writes, roles and commit of this step
     this.perform(node, effects);
   }
@@ -807,7 +834,7 @@ export class Simulation {
     let best: SimNode | null = null;
     for (const n of this.nodes.values()) {
       const c = n.snap?.context;
-      if (c?.role === 'leader' && (best === null || c.term > best.snap!.context.term)) best = n;
+      if (c && n.role === 'leader' && (best === null || c.term > best.snap!.context.term)) best = n;
     }
     return best?.id ?? null;
   }

@@ -128,7 +128,7 @@ export class Liveness {
       case 'rejoined': {
         const l = this.leader!;
         const c = l.snap?.context;
-        if (c === undefined || c.role !== 'leader' || c.term !== this.term) {
+        if (c === undefined || l.role !== 'leader' || c.term !== this.term) {
           sim.checker.violate(
             'term-inflation',
             `the healthy leader ${l.id} of term ${this.term} lost office while ${this.cutOff!.id} was cut off or after it rejoined (${this.describeTerms()})`,
@@ -163,7 +163,7 @@ export class Liveness {
 
   private describeTerms(): string {
     return [...this.sim.nodes.values()]
-      .map((n) => `${n.id}:${n.snap ? `${n.snap.context.role[0]}${n.snap.context.term}` : 'down'}`)
+      .map((n) => `${n.id}:${n.snap ? `${n.role![0]}${n.snap.context.term}` : 'down'}`)
       .join(' ');
   }
 }

@@ -727,7 +727,7 @@ class Figure8 extends Nemesis {
       case 'partial': {
         const l = this.returned!;
         const c = l.snap?.context;
-        if (c === undefined || c.role !== 'leader') {
+        if (c === undefined || l.role !== 'leader') {
           this.deadline = 0;
           return;
         }

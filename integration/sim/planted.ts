@@ -1,23 +1,20 @@
 /**
- * Planted Raft bugs for the teeth tests (raft-teeth.test.ts): each a variant of the real machine
- * built with `raftMachine.provide()`, overriding named actions with the real role code plus one
- * wrong step. The real code is never edited.
+ * Planted bugs for the teeth tests (raft-teeth.test.ts, teeth.test.ts): Raft bugs as variants
+ * of the real machine (`createRaftMachine(ports, variant)`: named steps replaced by the real
+ * role code plus one wrong step), and runtime mistakes on the state machine's side. The real
+ * code is never edited.
  */
-import { enqueueActions } from 'xstate';
 import { stepCandidate } from '../../machines/raft/candidate.ts';
 import type { LocalEvent, RaftEvent } from '../../machines/raft/events.ts';
 import { stepFollower } from '../../machines/raft/follower.ts';
-import { draftAction, type Message, type RaftMachine, raftMachine } from '../../machines/raft/index.ts';
+import type { DraftStep, Message, RaftVariant } from '../../machines/raft/index.ts';
 import { leaderLocal, leaderPersisted, stepLeader } from '../../machines/raft/leader.ts';
 import {
-  closeDraft,
   currentConfig,
   type Draft,
   handlePersisted,
   lastConfigIndex,
-  openDraft,
   quorum,
-  type RaftContext,
   send,
   termAt,
 } from '../../machines/raft/state.ts';
@@ -37,41 +34,41 @@ function commitByCounting(d: Draft): void {
 }
 
 /** 1. Figure 8: a leader commits an entry of a previous term by counting its replicas. */
-export const figure8Bug: RaftMachine = raftMachine.provide({
-  actions: {
-    stepLeader: draftAction((d, e) => {
+export const figure8Bug: RaftVariant = {
+  steps: {
+    stepLeader: (d, e) => {
       stepLeader(d, e as Message);
       if (d.role === 'leader') commitByCounting(d);
-    }),
-    persisted: draftAction((d, e) => {
+    },
+    persisted: (d, e) => {
       const p = e as Extract<RaftEvent, { type: 'raft.persisted' }>;
       handlePersisted(d, p.index, p.term);
       if (d.role === 'leader') {
         leaderPersisted(d);
         commitByCounting(d);
       }
-    }),
+    },
   },
-});
+};
 
 /** 2. A leader answers ReadIndex at once, without a round of heartbeats confirming it still
  * leads (thesis §6.4 step 3 skipped). */
-export const quorumlessReadBug: RaftMachine = raftMachine.provide({
-  actions: {
-    leaderLocal: draftAction((d, e) => {
+export const quorumlessReadBug: RaftVariant = {
+  steps: {
+    leaderLocal: (d, e) => {
       const ev = e as LocalEvent;
       if (ev.type === 'raft.readIndex' && termAt(d, d.commit) === d.term) {
         d.effects.push({ type: 'readReady', ids: ev.ids, index: d.commit });
         return;
       }
       leaderLocal(d, ev);
-    }),
+    },
   },
-});
+};
 
 /** 3. A voter grants real votes without the log up-to-date check (§5.4.1); pre-votes keep it. */
-function skipUpToDate(role: StepFn) {
-  return draftAction((d, e) => {
+function skipUpToDate(role: StepFn): DraftStep {
+  return (d, e) => {
     const m = e as Message;
     if (m.type !== 'raft.requestVote' || m.preVote) return role(d, m);
     const granted = d.vote === m.from || (d.vote === null && d.leader === null);
@@ -80,21 +77,21 @@ function skipUpToDate(role: StepFn) {
       d.electionElapsed = 0;
     }
     send(d, m.from, { type: 'raft.voteResult', term: d.term, from: d.id, granted, preVote: false });
-  });
+  };
 }
-export const staleVoterBug: RaftMachine = raftMachine.provide({
-  actions: {
+export const staleVoterBug: RaftVariant = {
+  steps: {
     stepFollower: skipUpToDate(stepFollower),
     stepCandidate: skipUpToDate(stepCandidate),
     stepLeader: skipUpToDate(stepLeader),
   },
-});
+};
 
 /** 4. A leader takes a second configuration change while the first is uncommitted: it looks
  * at its last configuration as if it were committed. */
-export const secondChangeBug: RaftMachine = raftMachine.provide({
-  actions: {
-    leaderLocal: draftAction((d, e) => {
+export const secondChangeBug: RaftVariant = {
+  steps: {
+    leaderLocal: (d, e) => {
       const ev = e as LocalEvent;
       if (ev.type !== 'raft.changeMembership' || lastConfigIndex(d) <= d.commit) return leaderLocal(d, ev);
       const configs = d.configs;
@@ -104,28 +101,28 @@ export const secondChangeBug: RaftMachine = raftMachine.provide({
       leaderLocal(d, ev);
       d.configs =
         d.configs.length > configs.length ? [...configs, d.configs[d.configs.length - 1]!] : configs;
-    }),
+    },
   },
-});
+};
 
 /** 5. A new leader changes the configuration before an entry of its own term has committed
  * (the bug in single-server changes Ongaro corrected in 2015). */
-export const earlyChangeBug: RaftMachine = raftMachine.provide({
-  actions: {
-    leaderLocal: draftAction((d, e) => {
+export const earlyChangeBug: RaftVariant = {
+  steps: {
+    leaderLocal: (d, e) => {
       const ev = e as LocalEvent;
       if (ev.type !== 'raft.changeMembership') return leaderLocal(d, ev);
       const termStart = d.termStart;
       d.termStart = 0;
       leaderLocal(d, ev);
       d.termStart = termStart;
-    }),
+    },
   },
-});
+};
 
 /** 6a. A vote answered before it is durable: the answer does not wait for the write. */
-function voteBeforePersist(role: StepFn) {
-  return draftAction((d, e) => {
+function voteBeforePersist(role: StepFn): DraftStep {
+  return (d, e) => {
     const from = d.effects.length;
     role(d, e as Message);
     for (let i = from; i < d.effects.length; i++) {
@@ -133,48 +130,50 @@ function voteBeforePersist(role: StepFn) {
       if (x.type === 'send' && x.message.type === 'raft.voteResult' && !x.message.preVote)
         d.effects[i] = { ...x, afterPersist: false };
     }
-  });
+  };
 }
-export const earlyVoteBug: RaftMachine = raftMachine.provide({
-  actions: {
+export const earlyVoteBug: RaftVariant = {
+  steps: {
     stepFollower: voteBeforePersist(stepFollower),
     stepCandidate: voteBeforePersist(stepCandidate),
     stepLeader: voteBeforePersist(stepLeader),
   },
-});
+};
 
-/** 6b. A vote persisted as null: the write that should record it records no vote. */
-// biome-ignore lint/suspicious/noExplicitAny: as draftAction: setup() types the action, enqueueActions alone cannot.
-function nullVote(role: StepFn): any {
-  // biome-ignore lint/suspicious/noExplicitAny: as above.
-  return enqueueActions(({ context, event, enqueue }: any) => {
-    const d = openDraft(context as RaftContext);
-    role(d, event as Message);
-    const [next, effects] = closeDraft(d);
-    enqueue.assign(next);
-    for (const x of effects) {
-      enqueue.emit(
-        x.type === 'persist' && x.hardState !== undefined
-          ? { ...x, hardState: { ...x.hardState, vote: null } }
-          : x,
-      );
-    }
-  });
+/** 6b. A vote persisted as null: the write that should record it records no vote. The step
+ * makes its write itself, as closeDraft would but with a null vote (closeDraft then has nothing
+ * left to write); the machine believes its vote is on disk. */
+function nullVote(role: StepFn): DraftStep {
+  return (d, e) => {
+    role(d, e as Message);
+    const hs = d.savedHardState;
+    const writes = d.appendFrom !== Number.POSITIVE_INFINITY;
+    if (d.term === hs.term && d.vote === hs.vote && !writes) return;
+    const off = d.unstable[0]?.index ?? 0;
+    const entries = writes ? d.unstable.slice(d.appendFrom - off) : [];
+    d.savedHardState = { term: d.term, vote: d.vote, commit: d.commit };
+    d.appendFrom = Number.POSITIVE_INFINITY;
+    d.effects.unshift({
+      type: 'persist',
+      hardState: { term: d.term, vote: null, commit: d.commit },
+      entries,
+    });
+  };
 }
-export const nullVoteBug: RaftMachine = raftMachine.provide({
-  actions: { stepFollower: nullVote(stepFollower), stepCandidate: nullVote(stepCandidate) },
-});
+export const nullVoteBug: RaftVariant = {
+  steps: { stepFollower: nullVote(stepFollower), stepCandidate: nullVote(stepCandidate) },
+};
 
 /** 7. A follower installs a snapshot older than its commit index (§7 says ignore it). */
-export const oldSnapshotBug: RaftMachine = raftMachine.provide({
-  actions: {
-    stepFollower: draftAction((d, e) => {
+export const oldSnapshotBug: RaftVariant = {
+  steps: {
+    stepFollower: (d, e) => {
       const m = e as Message;
       if (m.type === 'raft.installSnapshot' && m.snapshot.index <= d.commit) d.commit = m.snapshot.index - 1;
       stepFollower(d, m);
-    }),
+    },
   },
-});
+};
 
 // ---------------------------------------------------------------------------------------------
 // Runtime mistakes: the state machine's side (SimOptions.mistakes.apply), never the real tree.

@@ -1,12 +1,12 @@
 /**
- * The checker catches real Raft bugs. Each bug below, planted alone (planted.ts, through
- * `raftMachine.provide()`), must be caught on the fixed seeds its test runs, under the fault
+ * The checker catches real Raft bugs. Each bug below, planted alone (planted.ts, a variant of
+ * the real machine's steps), must be caught on the fixed seeds its test runs, under the fault
  * schedule aimed at it, by the properties named; the faithful machine on the same seeds and
  * schedules must show no violation. Where a bug is caught by a direct rule, the test also
  * shows the harm it does when that rule is not checked.
  */
 import test, { type ExecutionContext } from 'ava';
-import type { RaftMachine } from '../../machines/raft/index.ts';
+import type { RaftVariant } from '../../machines/raft/index.ts';
 import type { CheckOptions } from './checker.ts';
 import { simulate } from './cluster.ts';
 import type { ScheduleName } from './nemesis.ts';
@@ -30,13 +30,13 @@ interface Outcome {
 }
 
 function run(
-  machine: RaftMachine | undefined,
+  variant: RaftVariant | undefined,
   schedule: ScheduleName,
   seeds: readonly number[],
   checks?: CheckOptions,
 ): Outcome[] {
   return seeds.map((seed) => {
-    const r = simulate({ seed, nodes: seed % 2 === 0 ? 3 : 5, steps: STEPS, schedule, machine, checks });
+    const r = simulate({ seed, nodes: seed % 2 === 0 ? 3 : 5, steps: STEPS, schedule, variant, checks });
     const v = r.violations[0];
     return { seed, property: v?.property ?? null, detail: v?.detail ?? '' };
   });
@@ -57,14 +57,14 @@ function faithfulRun(schedule: ScheduleName, seeds: readonly number[]): Outcome[
  * faithful machine is clean on every one of them. */
 function expectCaught(
   t: ExecutionContext,
-  machine: RaftMachine,
+  variant: RaftVariant,
   schedule: ScheduleName,
   seeds: readonly number[],
   atLeast: number,
   properties: readonly string[],
   checks?: CheckOptions,
 ): void {
-  const out = run(machine, schedule, seeds, checks);
+  const out = run(variant, schedule, seeds, checks);
   const caught = out.filter((o) => o.property !== null);
   t.log(
     `caught on ${caught.length}/${seeds.length} seeds (${schedule}):`,

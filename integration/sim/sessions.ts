@@ -556,7 +556,7 @@ export class SessionWorld {
     // A follower forwards the write to the leader it knows, if it reaches it (DESIGN "Wire").
     let node = this.sim.nodes.get(target)!;
     const leader = node.snap!.context.leader;
-    if (node.snap!.context.role !== 'leader' && leader !== null && this.sim.connected(target, leader)) {
+    if (node.role !== 'leader' && leader !== null && this.sim.connected(target, leader)) {
       const l = this.sim.nodes.get(leader);
       if (l?.up) node = l;
     }

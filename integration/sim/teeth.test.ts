@@ -1,11 +1,11 @@
 /**
  * The checker has teeth: deliberately broken variants of the machine and of the runtime must
- * be caught. Each is built with `raftMachine.provide()` or a simulator flag, never by editing
- * the real code.
+ * be caught. Each is a variant of the real machine's steps or guards (`createRaftMachine`'s
+ * variant) or a simulator flag, never an edit of the real code.
  */
 import test from 'ava';
 import { stepFollower } from '../../machines/raft/follower.ts';
-import { draftAction, raftMachine } from '../../machines/raft/index.ts';
+import type { RaftVariant } from '../../machines/raft/index.ts';
 import type { Message } from '../../machines/raft/messages.ts';
 import { countVotes, isUpToDate, send } from '../../machines/raft/state.ts';
 import { type SimOptions, simulate } from './cluster.ts';
@@ -25,18 +25,18 @@ function caught(opts: Partial<SimOptions>, seeds: number): { count: number; prop
 }
 
 test('a candidate that declares victory on its own vote is caught (§5.2 election safety)', (t) => {
-  const broken = raftMachine.provide({
+  const broken: RaftVariant = {
     guards: { electionWon: ({ context }) => countVotes(context).granted >= 1 },
-  });
-  const r = caught({ machine: broken }, 10);
+  };
+  const r = caught({ variant: broken }, 10);
   t.true(r.count > 0, 'no seed caught the broken election');
   t.log(`caught in ${r.count}/10 seeds:`, [...r.properties]);
 });
 
 test('a follower that votes twice in a term is caught (§5.2 one vote per term)', (t) => {
-  const broken = raftMachine.provide({
-    actions: {
-      stepFollower: draftAction((d, e) => {
+  const broken: RaftVariant = {
+    steps: {
+      stepFollower: (d, e) => {
         const m = e as Message;
         if (m.type === 'raft.requestVote' && !m.preVote) {
           const granted = isUpToDate(d, m.lastIndex, m.lastTerm); // forgets the vote it gave
@@ -45,10 +45,10 @@ test('a follower that votes twice in a term is caught (§5.2 one vote per term)'
           return;
         }
         stepFollower(d, m);
-      }),
+      },
     },
-  });
-  const r = caught({ machine: broken }, 40);
+  };
+  const r = caught({ variant: broken }, 40);
   t.true(r.properties.has('election-safety'), `properties seen: ${[...r.properties].join(', ')}`);
 });
 

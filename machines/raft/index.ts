@@ -21,11 +21,18 @@ export {
   validateSnapshotMeta,
 } from './frames.ts';
 export {
+  createRaftMachine,
+  type DraftStep,
   type RaftMachine,
+  type RaftPorts,
+  type RaftReader,
   type RaftSnapshot,
-  raftMachine,
+  type RaftVariant,
+  raftReader,
+  raftSteps,
+  roleOf,
+  type StepName,
   startRaft,
-  step as draftAction,
   stepRaft,
 } from './machine.ts';
 export { MemoryLog } from './memory-log.ts';

@@ -3,6 +3,7 @@
  * the machine on a hand-driven cluster (testing.ts).
  */
 import test from 'ava';
+import { roleOf } from './machine.ts';
 import type { Message } from './messages.ts';
 import { lastIndex, termAt } from './state.ts';
 import { TestCluster, TestNode } from './testing.ts';
@@ -81,6 +82,25 @@ test('§5.2 a candidate with votes from a majority becomes leader; one leader pe
   );
   t.is(c.node('a').ctx.leader, 'b');
   t.is(c.node('c').ctx.leader, 'b');
+});
+
+test('the role is the state value, and the context is plain data an inspector can show', (t) => {
+  const c = three();
+  const a = c.node('a');
+  t.is(a.state, '"follower"');
+  c.elect('a');
+  t.is(a.state, '"leader"');
+  t.is(roleOf(a.snap), 'leader');
+  t.false('role' in a.ctx, 'no second copy of the role in the context');
+  t.false('log' in a.ctx, 'the log is a port of the machine, not context');
+  // Only plain data: JSON keeps all of it.
+  t.deepEqual(JSON.parse(JSON.stringify(a.ctx)), a.ctx);
+  const b = c.node('b');
+  b.step({ type: 'raft.tick' });
+  for (let i = 0; i < 40 && b.state === '"follower"'; i++) b.step({ type: 'raft.tick' });
+  t.is(b.state, '{"candidate":"preVote"}', 'cut off from the leader, b asks for pre-votes');
+  t.is(roleOf(b.snap), 'preCandidate');
+  t.is(b.effectsOf('roleChanged').at(-1)?.role, 'preCandidate');
 });
 
 test('§5.1 a node that sees a higher term becomes a follower of it before anything else', (t) => {
@@ -165,13 +185,13 @@ test('§5.3 a follower truncates a conflicting suffix and takes the leader entri
   n.persistAll();
   n.step(ae(2, 2, 1, [2]));
   n.persistAll();
-  t.is(lastIndex(n.ctx), 3);
-  t.is(termAt(n.ctx, 3), 2);
+  t.is(lastIndex(n.view), 3);
+  t.is(termAt(n.view, 3), 2);
   // A delayed copy of the first append must not cut the log back.
   n.step(ae(2, 0, 0, [1, 1]));
   n.persistAll();
-  t.is(lastIndex(n.ctx), 3);
-  t.is(termAt(n.ctx, 3), 2);
+  t.is(lastIndex(n.view), 3);
+  t.is(termAt(n.view, 3), 2);
 });
 
 test('§5.4.2 a leader does not commit an entry of an earlier term by counting replicas (Figure 8)', (t) => {
@@ -197,7 +217,7 @@ test('§5.4.2 a leader does not commit an entry of an earlier term by counting r
   a.step({ type: 'raft.voteResult', term: 3, from: 'b', granted: true, preVote: false });
   t.is(a.role, 'leader');
   a.persistAll();
-  t.is(termAt(a.ctx, 3), 3);
+  t.is(termAt(a.view, 3), 3);
   const ack = (index: number): Message => ({
     type: 'raft.appendResult',
     term: 3,
@@ -397,7 +417,7 @@ test('§7 a follower that lags behind the compacted log is brought up by Install
   t.is(restore.length, 1);
   t.is(restore[0]!.snapshot.index, compact.snapshot.index);
   t.is(cc.ctx.commit, a.ctx.commit);
-  t.is(lastIndex(cc.ctx), lastIndex(a.ctx));
+  t.is(lastIndex(cc.view), lastIndex(a.view));
 });
 
 test('§5.2 election timeouts are drawn from [e, 2e) by a seeded generator, the same for the same seed', (t) => {

@@ -3,7 +3,9 @@
  * shares: role changes, voting, effects. Role-specific logic lives in follower.ts,
  * candidate.ts and leader.ts.
  *
- * A step works on a draft: a private copy of the context plus the effects it produced. Nothing
+ * A step works on a draft: a private copy of the context plus the effects it produced, the
+ * role the statechart is in (its state value is the only place the role is kept) and the log
+ * reader the machine was made with (the context is plain data: no live store in it). Nothing
  * here reads a clock, draws a random number other than from `rng`, or performs IO.
  */
 import type { Effect, RejectReason, Role } from './events.ts';
@@ -64,11 +66,11 @@ export interface PendingRead {
   readonly from: NodeId | null;
 }
 
+/** The machine's context: plain data (an inspector shows it as it is). The role is the
+ * statechart's state value (`roleOf`); the log is read through the machine's port. */
 export interface RaftContext {
   readonly id: NodeId;
   readonly opts: RaftOptions;
-  readonly log: LogReader;
-  readonly role: Role;
   readonly term: number;
   readonly vote: NodeId | null;
   readonly leader: NodeId | null;
@@ -105,9 +107,9 @@ export interface RaftContext {
   readonly stats: { readonly elections: number; readonly dropped: number };
 }
 
+/** What a machine starts from (plain data; the log comes through the machine's port). */
 export interface RaftInput {
   readonly id: NodeId;
-  readonly log: LogReader;
   readonly hardState?: HardState;
   readonly snapshot?: SnapshotMeta;
   readonly applied?: number;
@@ -117,8 +119,16 @@ export interface RaftInput {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** A context being stepped: mutable, with the effects of this step. */
+/** The context with the log it describes: what the log-reading helpers below need. */
+export interface LogView extends RaftContext {
+  readonly log: LogReader;
+}
+
+/** A context being stepped: mutable, with the effects of this step, the role the step starts
+ * in (role changes set it; the statechart's transition moves to the same state) and the log. */
 export interface Draft extends Omit<Mutable<RaftContext>, 'progress' | 'votes' | 'stats'> {
+  readonly log: LogReader;
+  role: Role;
   progress: Record<NodeId, Progress>;
   votes: Record<NodeId, boolean>;
   stats: { elections: number; dropped: number };
@@ -128,9 +138,8 @@ export interface Draft extends Omit<Mutable<RaftContext>, 'progress' | 'votes' |
   unstableOwned: boolean;
 }
 
-export function initialContext(input: RaftInput): RaftContext {
+export function initialContext(input: RaftInput, log: LogReader): RaftContext {
   const opts = { ...defaultOptions, ...input.options };
-  const log = input.log;
   const snapshot: SnapshotMeta = input.snapshot ?? {
     index: log.firstIndex() - 1,
     term: log.term(log.firstIndex() - 1) ?? 0,
@@ -150,8 +159,6 @@ export function initialContext(input: RaftInput): RaftContext {
   return {
     id: input.id,
     opts,
-    log,
-    role: 'follower',
     term: hs.term,
     vote: hs.vote,
     leader: null,
@@ -180,7 +187,7 @@ export function initialContext(input: RaftInput): RaftContext {
   };
 }
 
-export function openDraft(ctx: RaftContext): Draft {
+export function openDraft(ctx: RaftContext, log: LogReader, role: Role): Draft {
   const progress: Record<NodeId, Progress> = {};
   for (const id in ctx.progress) {
     const p = ctx.progress[id]!;
@@ -188,6 +195,8 @@ export function openDraft(ctx: RaftContext): Draft {
   }
   return {
     ...ctx,
+    log,
+    role,
     progress,
     votes: { ...ctx.votes },
     reads: ctx.reads.map((r) => ({ ...r })),
@@ -217,25 +226,25 @@ export function closeDraft(d: Draft): [RaftContext, Effect[]] {
     effects.push({ type: 'apply', entries: entriesBetween(d, d.applying + 1, ready + 1) });
     d.applying = ready;
   }
-  const { effects: _e, appendFrom: _a, unstableOwned: _u, ...ctx } = d;
+  const { effects: _e, appendFrom: _a, unstableOwned: _u, log: _l, role: _r, ...ctx } = d;
   return [ctx, effects];
 }
 
 // ---------------------------------------------------------------------------------------------
 // The log view: reader (durable) overlaid with the unstable tail.
 
-export function lastIndex(d: RaftContext): number {
+export function lastIndex(d: LogView): number {
   const u = d.unstable;
   if (u.length > 0) return u[u.length - 1]!.index;
   return d.awaitingRestore ? d.snapshot.index : d.log.lastIndex();
 }
 
-export function firstIndex(d: RaftContext): number {
+export function firstIndex(d: LogView): number {
   return d.awaitingRestore ? d.snapshot.index + 1 : d.log.firstIndex();
 }
 
 /** Term of entry `i`, for `i` in [firstIndex - 1, lastIndex]; undefined outside. */
-export function termAt(d: RaftContext, i: number): number | undefined {
+export function termAt(d: LogView, i: number): number | undefined {
   const u = d.unstable;
   if (u.length > 0 && i >= u[0]!.index) return u[i - u[0]!.index]?.term;
   if (i === d.snapshot.index) return d.snapshot.term;
@@ -243,12 +252,12 @@ export function termAt(d: RaftContext, i: number): number | undefined {
   return d.log.term(i);
 }
 
-export function lastTerm(d: RaftContext): number {
+export function lastTerm(d: LogView): number {
   return termAt(d, lastIndex(d)) ?? 0;
 }
 
 /** Entries [lo, hi); requires firstIndex <= lo <= hi <= lastIndex + 1. */
-export function entriesBetween(d: RaftContext, lo: number, hi: number): Entry[] {
+export function entriesBetween(d: LogView, lo: number, hi: number): Entry[] {
   if (lo >= hi) return [];
   const u = d.unstable;
   const off = u.length > 0 ? u[0]!.index : hi;
@@ -260,18 +269,18 @@ export function entriesBetween(d: RaftContext, lo: number, hi: number): Entry[] 
   return out;
 }
 
-export function matchTerm(d: RaftContext, index: number, term: number): boolean {
+export function matchTerm(d: LogView, index: number, term: number): boolean {
   return termAt(d, index) === term;
 }
 
 /** §5.4.1: a candidate's log is at least as up-to-date as ours. */
-export function isUpToDate(d: RaftContext, index: number, term: number): boolean {
+export function isUpToDate(d: LogView, index: number, term: number): boolean {
   const lt = lastTerm(d);
   return term > lt || (term === lt && index >= lastIndex(d));
 }
 
 /** The largest index <= `index` whose term is <= `term` (used on both sides of fast backtracking). */
-export function findConflictByTerm(d: RaftContext, index: number, term: number): [number, number] {
+export function findConflictByTerm(d: LogView, index: number, term: number): [number, number] {
   const floor = firstIndex(d) - 1;
   for (let i = index; i >= floor; i--) {
     const t = termAt(d, i);
@@ -450,7 +459,7 @@ export function becomeCandidate(d: Draft, transfer: boolean): void {
   requestVotes(d, { term: d.term, preVote: false, transfer });
 }
 
-export function newProgress(d: RaftContext): Progress {
+export function newProgress(d: LogView): Progress {
   return {
     match: 0,
     next: lastIndex(d) + 1,

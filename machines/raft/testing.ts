@@ -3,10 +3,17 @@
  * persisted until the test says so. Tests read like the paper's scenarios.
  */
 import type { Effect, RaftEvent } from './events.ts';
-import { type RaftSnapshot, startRaft, stepRaft } from './machine.ts';
+import {
+  createRaftMachine,
+  type RaftMachine,
+  type RaftSnapshot,
+  roleOf,
+  startRaft,
+  stepRaft,
+} from './machine.ts';
 import { MemoryLog } from './memory-log.ts';
 import type { Message } from './messages.ts';
-import type { RaftContext, RaftOptions } from './state.ts';
+import type { LogView, RaftContext, RaftOptions } from './state.ts';
 import type { HardState, NodeId, SnapshotMeta } from './types.ts';
 
 export interface Sent {
@@ -19,6 +26,7 @@ export interface Sent {
 export class TestNode {
   snap: RaftSnapshot;
   readonly log: MemoryLog;
+  readonly machine: RaftMachine;
   /** Effects not yet acted on by the test, in emission order. */
   readonly pendingWrites: Extract<Effect, { type: 'persist' | 'restore' }>[] = [];
   readonly outbox: Sent[] = [];
@@ -32,7 +40,8 @@ export class TestNode {
     seed = 1,
   ) {
     this.log = new MemoryLog(snapshot);
-    const [snap, effects] = startRaft({ id, log: this.log, snapshot, seed, options });
+    this.machine = createRaftMachine({ log: this.log });
+    const [snap, effects] = startRaft(this.machine, { id, snapshot, seed, options });
     this.snap = snap;
     this.take(effects);
   }
@@ -41,8 +50,13 @@ export class TestNode {
     return this.snap.context;
   }
 
+  /** The context with the node's log (for the log-reading helpers). */
+  get view(): LogView {
+    return { ...this.ctx, log: this.log };
+  }
+
   get role(): string {
-    return this.ctx.role;
+    return roleOf(this.snap);
   }
 
   get state(): string {
@@ -50,7 +64,7 @@ export class TestNode {
   }
 
   step(event: RaftEvent): Effect[] {
-    const [snap, effects] = stepRaft(this.snap, event);
+    const [snap, effects] = stepRaft(this.machine, this.snap, event);
     this.snap = snap;
     this.take(effects);
     return effects;
