@@ -57,12 +57,16 @@ export class Applier {
     if (!this.running) this.run();
   }
 
+  /** Calls `fn` once every entry up to `index` is applied: at once if they already are (no
+   * extra turn of the event loop, and the simulator needs none). */
+  whenApplied(index: number, fn: () => void): void {
+    if (index <= this.index) fn();
+    else this.waiters.push({ index, resolve: fn });
+  }
+
   /** Resolves once every entry up to `index` is applied. */
   waitApplied(index: number): Promise<void> {
-    if (index <= this.index) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.waiters.push({ index, resolve });
-    });
+    return new Promise((resolve) => this.whenApplied(index, resolve));
   }
 
   /** The machine asked for a snapshot: make the tree durable at the applied index, report it. */

@@ -42,7 +42,7 @@ import { type NodeStorage, openStorage } from '../storage/index.ts';
 import { Api } from './api/index.ts';
 import type { Applier } from './applier.ts';
 import { Executor } from './executor.ts';
-import { SessionKeeper } from './sessions.ts';
+import { natsAgesPeers, SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
 import { Transport } from './transport.ts';
 import { WatchHub } from './watches.ts';
@@ -187,15 +187,14 @@ export class EnsembleNode {
     const fatal = (error: unknown) => this.fail(error);
 
     const raftOptions = { ...defaultRaftOptions, ...config.raft };
+    const graceMs = (raftOptions.electionTicks ?? 10) * (config.tickMs ?? defaultTickMs);
     const sessions = new SessionKeeper({
       self: config.id,
-      nc,
-      subjects,
-      cluster: config.cluster,
       tree,
-      graceMs: (raftOptions.electionTicks ?? 10) * (config.tickMs ?? defaultTickMs),
+      graceMs,
       machine,
       expire: (id) => api.expire(id),
+      peers: natsAgesPeers({ nc, subjects, cluster: config.cluster, self: config.id, timeoutMs: graceMs }),
     });
     const watches = new WatchHub({
       nc,
@@ -217,23 +216,22 @@ export class EnsembleNode {
           apply: (index, data) => tree.apply(index, data),
           sync: (done) => tree.sync().then(() => done(null), done),
           restore: (data, done) =>
-            tree.restore(data as Uint8Array[]).then((info) => done(null, info.appliedIndex), done),
+            tree.restore(data as Uint8Array[]).then((info) => {
+              sessions.restored();
+              done(null, info.appliedIndex);
+            }, done),
         },
         send: (to, m) => transport.send(to, m),
         sendSnapshot: (to, m) => transport.sendSnapshot(to, m),
         members: (c) => transport.forgetNonMembers([...c.voters, ...c.learners]),
         requests: (e) => {
-          if (e.type === 'roleChanged') {
-            sessions.roleChanged(e.role === 'leader', e.term);
-            if (e.role === 'leader' || e.leader !== null)
-              this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
-          }
+          if (e.type === 'roleChanged' && (e.role === 'leader' || e.leader !== null))
+            this.log(`${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
+          sessions.effect(e);
           api.effect(e);
         },
         applied: (entry, outcome) => {
-          if (outcome?.ok && outcome.result.op === 'sessionOpen') sessions.opened(outcome.result.id);
-          if (outcome?.ok && (outcome.result.op === 'sessionClose' || outcome.result.op === 'sessionExpire'))
-            sessions.ended(outcome.result.id);
+          sessions.applied(outcome);
           api.applied(entry, outcome);
           watches.applied();
         },
@@ -255,6 +253,7 @@ export class EnsembleNode {
       ...(config.limits ? { limits: config.limits } : {}),
       ...(config.requestTimeoutMs ? { requestTimeoutMs: config.requestTimeoutMs } : {}),
       onKeepalive: (id) => sessions.heard(id),
+      onUnknownKeepalive: (id, secret) => sessions.heardUnknown(id, secret),
       watches,
     });
     const transport = new Transport({

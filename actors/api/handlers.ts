@@ -22,6 +22,7 @@ import {
 import {
   type ApiResults,
   BadRequestError,
+  type Command,
   commandOf,
   EnsembleError,
   encodeCommand,
@@ -50,14 +51,26 @@ export interface HandlerPorts {
   /** The running Raft machine: role, context (term, leader, commit, configuration). */
   readonly machine: RaftReader;
   readonly tree: KeyTree;
-  readonly applier: Applier;
-  readonly watches: WatchHub;
+  readonly applier: Pick<Applier, 'index' | 'whenApplied'>;
+  readonly watches: Pick<WatchHub, 'add' | 'cancel' | 'ack' | 'sessionEnded'>;
   readonly answer: Answer;
   readonly pending: PendingTable;
   readonly counters: ApiCounters;
   /** A session's keepalive was heard (the session keeper records it). */
   readonly onKeepalive?: (session: string) => void;
+  /** A keepalive of a session not known here yet (the keeper keeps it until it is). */
+  readonly onUnknownKeepalive?: (session: string, secret: Uint8Array) => void;
+  /** Runs `fn` after the current turn (default `setImmediate`): what one turn asked for goes
+   * to the machine as one batch. */
+  readonly defer?: (fn: () => void) => void;
+  /** A new session's id and secret (default: random). */
+  readonly newSession?: () => { readonly id: string; readonly secret: Uint8Array };
 }
+
+const randomSession = () => ({
+  id: randomBytes(12).toString('hex'),
+  secret: new Uint8Array(randomBytes(16)),
+});
 
 export class ApiHandlers {
   private proposeQueue: { id: string; data: Uint8Array }[] = [];
@@ -87,25 +100,23 @@ export class ApiHandlers {
           const r = v.request;
           // A ReadIndex round first: the watch starts from state at least as new as anything
           // acknowledged before it (a compaction included), even on a lagging follower.
-          void this.barrier()
-            .then(() => this.session(r.session, r.secret))
-            .then((s) => {
+          return this.barrier(() =>
+            this.session(r.session, r.secret, (s) => {
               if (s === null) return answer(reply, { error: new SessionExpiredError(r.session) });
               const started = watches.add(r);
               if ('error' in started) return answer(reply, { error: started.error });
               answer(reply, {
                 result: { id: r.id, node: this.p.self, revision: started.revision, group: started.group },
               });
-            });
-          return;
+            }),
+          );
         }
         case 'watchCancel': {
           const r = v.request;
-          void this.session(r.session, r.secret).then((s) => {
+          return this.session(r.session, r.secret, (s) => {
             if (s === null) return answer(reply, { error: new SessionExpiredError(r.session) });
             answer(reply, { result: { cancelled: watches.cancel(r.session, r.id) } });
           });
-          return;
         }
         case 'watchAck': {
           const r = v.request;
@@ -126,7 +137,7 @@ export class ApiHandlers {
         case 'transferLeader':
           return this.transfer(reply, v.request.to);
         default:
-          return void this.write(v, reply);
+          return this.write(v, reply);
       }
     } catch (err) {
       answer(reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
@@ -143,12 +154,13 @@ export class ApiHandlers {
   }
 
   /**
-   * The session if `secret` is its secret, after a ReadIndex barrier when this node does not
-   * know it yet (opened a moment ago through another node), else null.
+   * Calls back with the session if `secret` is its secret, else null: at once when this node
+   * knows the session, after a ReadIndex barrier when it does not yet (opened a moment ago
+   * through another node).
    */
-  async session(id: string, secret: Uint8Array): Promise<SessionInfo | null> {
-    if (this.p.tree.session(id) === null && !(await this.barrier())) return null;
-    return this.knownSession(id, secret);
+  session(id: string, secret: Uint8Array, then: (s: SessionInfo | null) => void): void {
+    if (this.p.tree.session(id) !== null) return then(this.knownSession(id, secret));
+    this.barrier((ok) => then(ok ? this.knownSession(id, secret) : null));
   }
 
   /**
@@ -159,9 +171,11 @@ export class ApiHandlers {
     const s = this.p.tree.session(id);
     const leader = this.p.machine.role() === 'leader';
     if (s === null) {
-      // Unknown here: expired, forged, or opened but not applied on this node yet. The last case
-      // loses nothing: applying the open counts as contact (SessionKeeper.opened), and that is
-      // later than any keepalive ignored before it.
+      // Unknown here: expired, forged, or opened but not applied on this node yet (its log
+      // lags). The keeper keeps it aside and counts it once the session is known here with
+      // that secret (an open applied later counts as a later contact anyway; a session learnt
+      // from a snapshot would otherwise show no contact at all).
+      this.p.onUnknownKeepalive?.(id, secret);
       return leader && this.p.applier.index >= this.p.machine.context().commit
         ? { error: new SessionExpiredError(id) }
         : null;
@@ -177,20 +191,22 @@ export class ApiHandlers {
   // -------------------------------------------------------------------------------------------
   // Writes: one proposal batch per turn; answered when applied at the index they got.
 
-  private async write(v: ValidRequest, reply: Reply): Promise<void> {
-    const command = commandOf(v, () => ({
-      id: randomBytes(12).toString('hex'),
-      secret: new Uint8Array(randomBytes(16)),
-    }));
+  private write(v: ValidRequest, reply: Reply): void {
+    const command = commandOf(v, this.p.newSession ?? randomSession);
     if (command === null) return;
     // A write in a session, or a session's close, proves it knows the session's secret.
     const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
     const owner = tag ?? (v.op === 'sessionClose' ? (v.request as { id: string; secret: Uint8Array }) : null);
-    if (owner !== null) {
-      const sid = 'session' in owner ? owner.session : owner.id;
-      if ((await this.session(sid, owner.secret)) === null)
-        return this.p.answer(reply, { error: new SessionExpiredError(sid) });
-    }
+    if (owner === null) return this.propose(v, command, reply);
+    const sid = 'session' in owner ? owner.session : owner.id;
+    this.session(sid, owner.secret, (s) =>
+      s === null
+        ? this.p.answer(reply, { error: new SessionExpiredError(sid) })
+        : this.propose(v, command, reply),
+    );
+  }
+
+  private propose(v: ValidRequest, command: Command, reply: Reply): void {
     const extra =
       command.op === 'sessionOpen'
         ? { id: command.id, secret: command.secret, ttlMs: command.ttlMs }
@@ -200,13 +216,13 @@ export class ApiHandlers {
     this.schedule();
   }
 
-  /** Proposes a session expiry (the leader's session keeper calls this). */
-  expire(session: string): void {
-    this.proposeQueue.push({
-      id: this.p.pending.id('x'),
-      data: encodeCommand({ op: 'sessionExpire', id: session }),
-    });
+  /** Proposes a session expiry (the leader's session keeper calls this); returns the
+   * proposal's id (a refusal names it in `proposeFailed`). */
+  expire(session: string): string {
+    const id = this.p.pending.id('x');
+    this.proposeQueue.push({ id, data: encodeCommand({ op: 'sessionExpire', id: session }) });
     this.schedule();
+    return id;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -220,13 +236,11 @@ export class ApiHandlers {
     this.schedule();
   }
 
-  /** Resolves once this node has applied everything committed before the call (a ReadIndex
-   * round); false if the round failed (no leader, no quorum, the deadline). */
-  barrier(): Promise<boolean> {
-    return new Promise((resolve) => {
-      this.readQueue.push({ done: resolve });
-      this.schedule();
-    });
+  /** Calls back once this node has applied everything committed before the call (a ReadIndex
+   * round) with true; with false if the round failed (no leader, no quorum, the deadline). */
+  barrier(done: (ok: boolean) => void): void {
+    this.readQueue.push({ done });
+    this.schedule();
   }
 
   private serve(v: ValidRequest, reply: Reply): void {
@@ -303,7 +317,7 @@ export class ApiHandlers {
         for (const id of e.ids) {
           const batch = pending.takeReads(id);
           if (batch === undefined) continue;
-          void applier.waitApplied(e.index).then(() => {
+          applier.whenApplied(e.index, () => {
             for (const r of batch) {
               if ('done' in r) r.done(true);
               else r.serve();
@@ -329,7 +343,7 @@ export class ApiHandlers {
           return answer(c.reply, { error });
         }
         c.index = e.index;
-        void applier.waitApplied(e.index).then(() => {
+        applier.whenApplied(e.index, () => {
           if (!pending.changes.delete(e.id)) return;
           answer(c.reply, { result: { members: currentConfig(this.p.machine.context()), index: e.index } });
         });
@@ -374,7 +388,8 @@ export class ApiHandlers {
   private schedule(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    const defer = this.p.defer ?? setImmediate;
+    defer(() => this.flush());
   }
 
   private flush(): void {

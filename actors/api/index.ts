@@ -15,8 +15,10 @@ import { ApiIngress } from './ingress.ts';
 import { PendingTable } from './pending.ts';
 import { type ApiCounters, answerWith, newCounters } from './reply.ts';
 
+export { ApiHandlers, type HandlerPorts } from './handlers.ts';
 export { SERVICE_VERSION } from './ingress.ts';
-export type { ApiCounters } from './reply.ts';
+export { PendingTable } from './pending.ts';
+export { type Answer, type ApiCounters, answerWith, newCounters, type Reply } from './reply.ts';
 
 export interface ApiOptions {
   readonly nc: NatsConnection;
@@ -35,6 +37,8 @@ export interface ApiOptions {
   readonly requestTimeoutMs?: number;
   /** Session keepalives heard (every node records them; the leader expires sessions). */
   readonly onKeepalive?: (session: string) => void;
+  /** Keepalives of sessions not known here yet. */
+  readonly onUnknownKeepalive?: (session: string, secret: Uint8Array) => void;
   readonly watches: WatchHub;
 }
 
@@ -63,6 +67,7 @@ export class Api {
       pending: this.pending,
       counters: this.counters,
       ...(opts.onKeepalive ? { onKeepalive: opts.onKeepalive } : {}),
+      ...(opts.onUnknownKeepalive ? { onUnknownKeepalive: opts.onUnknownKeepalive } : {}),
     });
     this.ingress = new ApiIngress({
       nc: opts.nc,
@@ -107,8 +112,8 @@ export class Api {
   }
 
   /** Proposes a session expiry (the leader's session keeper). */
-  expire(session: string): void {
-    this.handlers.expire(session);
+  expire(session: string): string {
+    return this.handlers.expire(session);
   }
 
   status(): ApiResults['status'] {

@@ -59,6 +59,8 @@ export class PendingTable {
     private readonly answer: Answer,
     /** How long a request may wait for the log or the machine before TIMEOUT. */
     readonly timeoutMs: number,
+    /** The clock deadlines are read on (the simulator's is virtual). */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   id(kind: string): string {
@@ -66,7 +68,7 @@ export class PendingTable {
   }
 
   deadline(): number {
-    return performance.now() + this.timeoutMs;
+    return this.now() + this.timeoutMs;
   }
 
   /** Starts the sweep (once; a restarted ingress calls it again). */
@@ -143,7 +145,7 @@ export class PendingTable {
   }
 
   /** Answers TIMEOUT to everything past its deadline. */
-  sweep(now = performance.now()): void {
+  sweep(now = this.now()): void {
     for (const w of this.writes.values()) {
       if (w.deadline > now) continue;
       this.takeWrite(w.id);

@@ -49,7 +49,7 @@ test.serial(
       t.true(r.ok);
       if (r.ok) t.is(text(r.result.kv.value), 'hello');
     }
-    const all = await c.range('/via/');
+    const all = await c.rangeAll('/via/');
     t.deepEqual(
       all.kvs.map((kv) => text(kv.value)),
       cluster.ids,

@@ -38,7 +38,7 @@ test.serial(
       });
       await writes.stop();
       // Every acknowledged write is there, exactly once (a second apply would make version 2).
-      const all = await c.range('/w/');
+      const all = await c.rangeAll('/w/');
       const byKey = new Map(all.kvs.map((kv) => [kv.key, kv]));
       for (const i of acked) {
         const kv = byKey.get(`/w/${String(i).padStart(6, '0')}`);

@@ -31,7 +31,7 @@ test.serial(
       });
       await writes.stop();
       t.true(acked.length >= resumed + 200, 'writes resumed after the restart');
-      const all = await c.range('/o/');
+      const all = await c.rangeAll('/o/');
       const keys = new Set(all.kvs.map((kv) => kv.key));
       t.true(
         acked.every((i) => keys.has(`/o/${i}`)),

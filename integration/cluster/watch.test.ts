@@ -113,7 +113,7 @@ test.serial(
     const resumes = (w as unknown as { resumes: number }).resumes;
     t.log(`killed ${killed.join(', ')}; ${resumes} resumes`);
     t.true(resumes >= 2, 'the stream moved after each kill');
-    const final = await c.range('/w/');
+    const final = await c.rangeAll('/w/');
     const expected = final.kvs
       .map((kv) => ({ key: kv.key, revision: kv.modRevision }))
       .sort((a, b) => a.revision - b.revision);
@@ -286,7 +286,7 @@ test.serial(
       timeoutMs: 30_000,
       what: 'every stream delivers every write (watch stalled?)',
     });
-    const expected = (await c.range('/fan/')).kvs
+    const expected = (await c.rangeAll('/fan/')).kvs
       .map((kv) => ({ key: kv.key, revision: kv.modRevision }))
       .sort((a, b) => a.revision - b.revision);
     for (const s of seen) t.deepEqual(s, expected, 'each stream equals the committed history');
@@ -324,7 +324,7 @@ test.serial(
       seen.push(e);
       if (seen.length === 401) break;
     }
-    const expected = (await c.range('/lag/')).kvs.map((kv) => kv.modRevision).sort((a, b) => a - b);
+    const expected = (await c.rangeAll('/lag/')).kvs.map((kv) => kv.modRevision).sort((a, b) => a - b);
     t.deepEqual(
       seen.map((e) => e.revision),
       expected,

@@ -18,7 +18,14 @@
  */
 
 import { type Actor, createActor } from 'xstate';
-import { Executor } from '../../actors/index.ts';
+import {
+  ApiHandlers,
+  answerWith,
+  Executor,
+  newCounters,
+  PendingTable,
+  type Reply,
+} from '../../actors/index.ts';
 import {
   createRaftMachine,
   defaultOptions,
@@ -29,13 +36,16 @@ import {
   type RaftEvent,
   type RaftMachine,
   type RaftOptions,
+  type RaftReader,
   type RaftSnapshot,
   type RaftVariant,
   type Role,
+  raftReader,
   roleOf,
   type SnapshotMeta,
   seedFrom,
 } from '../../machines/raft/index.ts';
+import { BadRequestError, validateRequest } from '../../protocol/index.ts';
 import type { Persist } from '../../storage/index.ts';
 import { type ApplyOutcome, MemoryTree } from '../../storage/index.ts';
 import { Checker, type CheckOptions, type Violation } from './checker.ts';
@@ -44,7 +54,7 @@ import { Agenda } from './heap.ts';
 import { Liveness } from './liveness.ts';
 import { makeNemesis, type Nemesis, type ScheduleName, scheduleFor, setupOf } from './nemesis.ts';
 import { type SessionItem, type SessionSimOptions, type SessionStats, SessionWorld } from './sessions.ts';
-import { Workload } from './workload.ts';
+import { SIM_CLUSTER, type SimReply, Workload } from './workload.ts';
 
 export interface SimOptions {
   readonly seed: number;
@@ -112,6 +122,16 @@ export interface SimResult {
 export const TICK_MS = 10;
 const TRACE_LINES = 60;
 const LIVENESS_MS = 6000;
+/** How long a node's API holds a request before TIMEOUT (virtual ms). */
+const REQUEST_TIMEOUT_MS = 2000;
+
+/** The simulator runs no watches: the hub's part the API handlers use, refusing every watch. */
+const noWatches = {
+  add: () => ({ error: new BadRequestError('the simulator runs no watches') }),
+  cancel: () => false,
+  ack: () => {},
+  sessionEnded: () => {},
+};
 
 type AgendaItem =
   | { readonly kind: 'tick'; readonly node: string; readonly life: number }
@@ -123,18 +143,14 @@ type AgendaItem =
   | { readonly kind: 'heal' }
   | { readonly kind: 'session'; readonly item: SessionItem }
   | { readonly kind: 'local'; readonly node: string; readonly life: number; readonly event: RaftEvent }
-  | { readonly kind: 'resume'; readonly node: string; readonly life: number };
+  | { readonly kind: 'resume'; readonly node: string; readonly life: number }
+  /** Runs in the node's process: a request reaching its API, or work its API deferred. */
+  | { readonly kind: 'run'; readonly node: string; readonly life: number; readonly fn: () => void };
 
 /** A write on its way to the simulated disk (FIFO); `done` reports it durable to the executor. */
 interface Write {
   readonly effect: Extract<Effect, { type: 'persist' } | { type: 'restore' }>;
   readonly done: (err: unknown) => void;
-}
-
-interface PendingRead {
-  readonly id: string;
-  readonly index: number;
-  readonly floor: number | undefined;
 }
 
 export class SimNode {
@@ -157,7 +173,11 @@ export class SimNode {
   lastDiskTime = 0;
   /** Proposals this node put in its log: index -> proposal id and term. */
   proposalAt = new Map<number, { readonly id: string; readonly term: number }>();
-  reads: PendingRead[] = [];
+  /** What the runtime reads of the node's machine (role, context, last index). */
+  machine: RaftReader | null = null;
+  /** The node's real API handlers and their pending table (this life's). */
+  api: ApiHandlers | null = null;
+  pending: PendingTable | null = null;
   takenSnapshot: SimState | null = null;
   /** A received snapshot the executor installs; written to disk with the log's reset. */
   pendingRestore: SimState | null = null;
@@ -375,6 +395,7 @@ export class Simulation {
           for (const [index, data] of node.lagging.backlog) node.lagging.tree.applyNow(index, data);
           node.lagging.backlog = [];
         }
+        node.pending?.sweep();
         this.step(node, { type: 'raft.tick' });
         this.sessions?.onTick(node);
         this.agenda.push(this.now + node.tickMs, ev);
@@ -397,6 +418,12 @@ export class Simulation {
         const node = this.nodes.get(ev.node)!;
         if (!node.up || node.life !== ev.life || this.deferIfPaused(node, ev)) return;
         this.step(node, ev.event);
+        return;
+      }
+      case 'run': {
+        const node = this.nodes.get(ev.node)!;
+        if (!node.up || node.life !== ev.life || this.deferIfPaused(node, ev)) return;
+        ev.fn();
         return;
       }
       case 'resume': {
@@ -434,17 +461,18 @@ export class Simulation {
     node.sm = { ...node.disk.snapshotData, applied: node.applied };
     node.writes = [];
     node.proposalAt.clear();
-    node.reads = [];
     node.takenSnapshot = null;
     node.pendingRestore = null;
     node.pausedUntil = 0;
     node.inbox = [];
+    node.machine = raftReader(() => node.snap!, node.disk.log);
     node.executor = this.runtime(node);
     if (this.mistakes.ackBeforeApply) {
       const lag = new MemoryTree();
       lag.restoreNow(node.tree.durableState);
       node.lagging = { tree: lag, backlog: [] };
     }
+    this.startApi(node);
     this.sessions?.onBoot(node);
     this.checker.onBoot(node); // [oracle]
     // The node's own machine, for its log, run as an actor like a node runs it; its effects are
@@ -527,8 +555,19 @@ export class Simulation {
             done(null);
           },
           restore: (data, done) => {
-            node.pendingRestore = data as SimState;
-            done(null, (data as SimState).applied);
+            // As the node's tree does: the state is replaced, durably, before the applier jumps
+            // to its index (and serves reads from it); the log's reset is the write after it.
+            const s = data as SimState;
+            node.tree.restoreNow(s.tree ?? new MemoryTree().durableState);
+            if (node.lagging !== null) {
+              node.lagging.tree.restoreNow(node.tree.durableState);
+              node.lagging.backlog = [];
+            }
+            node.sm = { ...s };
+            node.applied = s.applied;
+            node.pendingRestore = s;
+            this.sessions?.restored(node);
+            done(null, s.applied);
           },
         },
         send: (to, m) => this.transmit(node.id, to, m),
@@ -541,6 +580,84 @@ export class Simulation {
     );
   }
 
+  /**
+   * The node's real API handlers, with the simulator's ports: the virtual clock for deadlines,
+   * the agenda for work deferred to the next turn, the node's tree, applier and machine.
+   */
+  private startApi(node: SimNode): void {
+    const life = node.life;
+    const counters = newCounters();
+    const answer = answerWith(SIM_CLUSTER, counters);
+    const pending = new PendingTable(answer, REQUEST_TIMEOUT_MS, () => this.now);
+    const applier = node.executor!.applier;
+    let sessions = 0;
+    node.pending = pending;
+    node.api = new ApiHandlers({
+      self: node.id,
+      cluster: SIM_CLUSTER,
+      tickMs: TICK_MS,
+      raft: (e) => {
+        if (node.up && node.life === life) this.step(node, e);
+      },
+      machine: node.machine!,
+      // [mistakes.ackBeforeApply] reads see a tree behind the applied index.
+      tree: node.lagging?.tree ?? node.tree,
+      // [mistakes.readBeforeApply] an applier that says every index is applied.
+      applier: this.mistakes.readBeforeApply
+        ? {
+            get index() {
+              return applier.index;
+            },
+            whenApplied: (_index: number, fn: () => void) => fn(),
+          }
+        : applier,
+      watches: noWatches,
+      answer,
+      pending,
+      counters,
+      defer: (fn) => this.agenda.push(this.now, { kind: 'run', node: node.id, life, fn }),
+      onKeepalive: (id) => this.sessions?.heard(node, id),
+      onUnknownKeepalive: (id, secret) => this.sessions?.heardUnknown(node, id, secret),
+      newSession: () => ({
+        id: `s-${node.id}-${life}-${++sessions}`,
+        secret: new TextEncoder().encode(`secret-${node.id}-${life}-${sessions}`),
+      }),
+    });
+  }
+
+  /** A request from a client reaches `node`'s API: handled now, or when its process resumes;
+   * lost if the node is down (the client hears nothing). */
+  request(node: SimNode, op: string, body: unknown, reply: Reply): void {
+    if (!node.up) return;
+    const v = validateRequest(op, body);
+    if (!v.ok) {
+      this.checker.violate('runtime', `the workload sent an invalid ${op}: ${v.error.message}`);
+      return;
+    }
+    const api = node.api!;
+    this.inProcess(node, () => api.dispatch(v, reply));
+  }
+
+  /** Runs `fn` in `node`'s process: now, or when it resumes from a pause; never if it is down. */
+  inProcess(node: SimNode, fn: () => void): void {
+    if (!node.up) return;
+    const item: AgendaItem = { kind: 'run', node: node.id, life: node.life, fn };
+    if (!this.deferIfPaused(node, item)) fn();
+  }
+
+  /** A linearizable read was answered by `node`: it returned the state at its applied index. */
+  readAnswered(node: SimNode, id: number, floor: number): void {
+    this.stats.reads++;
+    this.checker.onRead(node, `r${id}`, node.applied, floor);
+    this.checker.onReturned(node.applied);
+  }
+
+  /** A workload write sent at `sentAt` was answered: the first one sent after healing ends the
+   * wait for progress. */
+  writeAnswered(sentAt: number): void {
+    if (this.healed && sentAt >= this.healedAt && this.probeAckedAt < 0) this.probeAckedAt = this.now;
+  }
+
   private resumeIndex(node: SimNode): number {
     return Math.max(node.tree.appliedIndex, node.disk.snapshot.index);
   }
@@ -551,6 +668,8 @@ export class Simulation {
     node.snap = null;
     node.actor?.stop();
     node.actor = null;
+    node.api = null; // requests held die with the process: their clients hear nothing
+    node.pending = null;
     node.life++;
     node.executor?.stop();
     node.executor = null;
@@ -604,29 +723,24 @@ export class Simulation {
       if (e.type === 'proposed')
         for (let i = 0; i < e.ids.length; i++) {
           node.proposalAt.set(e.index + i, { id: e.ids[i]!, term: e.term });
-          this.workload.proposed(e.ids[i]!, e.index + i, e.term);
+          const seq = (node.pending?.writes.get(e.ids[i]!)?.reply as SimReply | undefined)?.write;
+          if (seq !== undefined) this.workload.proposed(seq, e.index + i, e.term);
         }
       node.executor!.effect(e);
-      if (e.type === 'apply') {
-        if (node.sm.applied !== node.applied) node.sm = { ...node.sm, applied: node.applied };
-        this.serveReads(node);
-      }
+      if (e.type === 'apply' && node.sm.applied !== node.applied)
+        node.sm = { ...node.sm, applied: node.applied };
     }
   }
 
   /** Effects about requests (the executor's `requests` port). */
   private requests(node: SimNode, e: Effect): void {
+    this.sessions?.effect(node, e);
+    node.api?.effect(e);
     switch (e.type) {
       case 'proposeFailed':
         if (e.leader !== null) this.leaderGuess = e.leader;
-        this.sessions?.proposeFailed(node, e.ids);
-        return;
-      case 'readReady':
-        for (const id of e.ids) node.reads.push({ id, index: e.index, floor: this.workload.floorOf(id) });
-        this.serveReads(node);
         return;
       case 'readFailed':
-        for (const id of e.ids) this.workload.readFailed(id);
         if (e.leader !== null) this.leaderGuess = e.leader;
         return;
       case 'changeResult':
@@ -637,7 +751,6 @@ export class Simulation {
         return;
       case 'roleChanged':
         if (e.role === 'leader') this.leaderGuess = node.id;
-        this.sessions?.onRole(node, e.role, e.term);
         this.trace(`${node.id} is ${e.role} of term ${e.term} (leader ${e.leader ?? '-'})`);
         return;
       default:
@@ -678,14 +791,6 @@ export class Simulation {
       disk.snapshot = s;
       disk.snapshotData = { ...data };
       disk.log.reset(s);
-      node.tree.restoreNow(data.tree ?? new MemoryTree().durableState);
-      if (node.lagging !== null) {
-        node.lagging.tree.restoreNow(node.tree.durableState);
-        node.lagging.backlog = [];
-      }
-      node.sm = { ...data };
-      node.applied = data.applied;
-      this.sessions?.restored(node);
       this.stats.snapshotsInstalled++;
       this.trace(`${id} installed snapshot at ${s.index}`);
     }
@@ -699,35 +804,19 @@ export class Simulation {
       return;
     }
     this.checker.onApply(node, e);
+    node.applied = e.index;
     const mine = node.proposalAt.get(e.index);
-    const proposal =
-      mine !== undefined && (mine.term === e.term || this.mistakes.answerByIndex) ? mine.id : null;
+    const proposal = mine !== undefined && mine.term === e.term ? mine.id : null;
     if (mine !== undefined) node.proposalAt.delete(e.index);
     if (proposal !== null) {
       this.stats.acked++;
       this.checker.onReturned(e.index);
-      if (proposal.startsWith('probe') && this.healed && this.probeAckedAt < 0) this.probeAckedAt = this.now;
     }
-    this.workload.applied(node, e, outcome, proposal);
-    if (e.type === 'normal')
-      this.sessions?.apply(node, e, proposal !== null && (e.data as { id?: string }).id === proposal);
-    node.applied = e.index;
-  }
-
-  private serveReads(node: SimNode): void {
-    if (node.reads.length === 0) return;
-    const keep: PendingRead[] = [];
-    for (const r of node.reads) {
-      if (node.applied < r.index && !this.mistakes.readBeforeApply) {
-        keep.push(r);
-        continue;
-      }
-      this.stats.reads++;
-      if (r.floor !== undefined) this.checker.onRead(node, r.id, node.applied, r.floor);
-      this.checker.onReturned(node.applied);
-      this.workload.served(r.id, node.lagging?.tree ?? node.tree);
-    }
-    node.reads = keep;
+    // [mistakes.answerByIndex] the entry reaches the API without its own term.
+    const placed = this.mistakes.answerByIndex ? node.pending?.byIndex.get(e.index)?.term : undefined;
+    node.api?.applied(placed === undefined ? e : { ...e, term: placed }, outcome);
+    this.workload.applied(node, e);
+    this.sessions?.apply(node, e, outcome);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -17,12 +17,6 @@ export type TreeState = MemoryTree['durableState'];
 export interface SimState {
   readonly applied: number;
   readonly tree: TreeState | null;
-  /** Open sessions: id -> TTL in ms. */
-  readonly sessions?: ReadonlyMap<string, number>;
-  /** Ephemeral keys: key -> owning session. */
-  readonly keys?: ReadonlyMap<string, string>;
-  /** Sessions ended (expired or closed): never opened again. */
-  readonly ended?: ReadonlySet<string>;
 }
 
 export class SimDisk {

@@ -196,6 +196,13 @@ export function untaggedApply(_node: string, index: number, command: unknown, tr
   return tree.applyNow(index, encodeCommand(untagged as Command));
 }
 
+/** 10. Apply drops a put's `ephemeral` flag: the key outlives the session that wrote it. */
+export function nonEphemeralApply(_node: string, index: number, command: unknown, tree: MemoryTree) {
+  const c = commandIn(command);
+  if (c?.op !== 'put' || !c.ephemeral) return tree.applyNow(index, command);
+  return tree.applyNow(index, encodeCommand({ ...c, ephemeral: false }));
+}
+
 /** 9. Apply depends on something outside the log (here: which replica applies), so one replica's
  * tree drifts from the others: n2 stores the puts whose value ends in 7 with another value. */
 export function driftingApply(node: string, index: number, command: unknown, tree: MemoryTree) {

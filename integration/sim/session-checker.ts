@@ -171,12 +171,13 @@ export class SessionChecker {
     }
   }
 
-  /** No node holds a key of a session that ended at an index it applied, or that it lacks. */
+  /** No node holds a key of a session that ended at an index it applied, or that it lacks. A
+   * client's keys are /e/<session>/...: the owner is known from the path, whatever the tree
+   * recorded. */
   checkKeys(node: SimNode, applied: number): void {
-    const keys = node.sm.keys;
-    if (keys === undefined || keys.size === 0) return;
-    const sessions = node.sm.sessions;
-    for (const [key, owner] of keys) {
+    const kvs = node.tree.range('/e/').kvs;
+    for (const { key } of kvs) {
+      const owner = key.slice(3, key.indexOf('/', 3));
       const end = this.ended.get(owner);
       if (end !== undefined && end <= applied) {
         this.sim.checker.violate(
@@ -185,7 +186,7 @@ export class SessionChecker {
         );
         return;
       }
-      if (!sessions?.has(owner)) {
+      if (node.tree.session(owner) === null) {
         this.sim.checker.violate(
           'ephemeral-outlived',
           `${node.id} holds ${key} of ${owner}, not in its table`,

@@ -1,17 +1,23 @@
 /**
  * The session checker has teeth: deliberately broken expiry planners (subclasses of the real
- * one, never edits of it) and a broken apply must be caught, each within a few seeds.
+ * one, run by the real session keeper; never edits of it) and a broken apply must be caught,
+ * each within a few seeds.
  */
 import test from 'ava';
 import type { AgesReply } from '../../machines/session/index.ts';
 import { ExpiryPlanner, type ExpiryPlannerOptions } from '../../machines/session/index.ts';
-import { simulate } from './cluster.ts';
+import { type SimOptions, simulate } from './cluster.ts';
+import { nonEphemeralApply } from './planted.ts';
 import type { SessionSimOptions } from './sessions.ts';
 
 /** Runs seeds until one is caught; returns the property and the seed, or null. */
-function firstCaught(sessions: SessionSimOptions, seeds: number): { property: string; seed: number } | null {
+function firstCaught(
+  sessions: SessionSimOptions,
+  seeds: number,
+  more: Partial<SimOptions> = {},
+): { property: string; seed: number } | null {
   for (let seed = 1; seed <= seeds; seed++) {
-    const r = simulate({ seed, nodes: seed % 2 === 0 ? 5 : 3, steps: 4000, sessions });
+    const r = simulate({ seed, nodes: seed % 2 === 0 ? 5 : 3, steps: 4000, sessions, ...more });
     const v = r.violations[0];
     if (v !== undefined) return { property: v.property, seed };
   }
@@ -70,7 +76,8 @@ test('a leader that expires at last contact + TTL without grace or a confirming 
 });
 
 test('a leader that learns ages only once per term is caught (keepalives reaching followers only)', (t) => {
-  const r = firstCaught({ planner: with_(LearnsOnceAtElection) }, 20);
+  // More clients with shorter TTLs: more sessions whose keepalives miss the leader for a TTL.
+  const r = firstCaught({ planner: with_(LearnsOnceAtElection), clients: 6, ttlMs: [150, 300] }, 20);
   t.is(r?.property, 'session-expired-live', JSON.stringify(r));
   t.log(r);
 });
@@ -87,12 +94,16 @@ test('a leader that never expires is caught (expiry bound)', (t) => {
   t.is(r?.property, 'session-expiry-bound', JSON.stringify(r));
 });
 
-test('an apply that accepts ephemeral puts for an ended session is caught', (t) => {
-  const r = firstCaught({ unsafeEphemeralPut: true }, 20);
+test('an apply that drops the ephemeral flag of a put is caught (a key outlives its session)', (t) => {
+  const r = firstCaught({}, 20, { mistakes: { apply: nonEphemeralApply } });
   t.is(r?.property, 'ephemeral-outlived', JSON.stringify(r));
   t.log(r);
 });
 
 test('the faithful planner with the long TTLs used above shows no violation', (t) => {
   t.is(firstCaught({ ttlMs: [700, 900] }, 4), null);
+});
+
+test('the faithful planner with the many clients and short TTLs used above shows no violation', (t) => {
+  t.is(firstCaught({ clients: 6, ttlMs: [150, 300] }, 6), null);
 });

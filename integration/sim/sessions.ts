@@ -1,43 +1,43 @@
 /**
  * Sessions in the simulator: clients that run the real client session machine
- * (machines/session), nodes that run the real `SessionClock` and, while leading, the real
- * `ExpiryPlanner`, and the session part of the simulated state machine.
+ * (machines/session) against each node's real API handlers, key tree and session keeper
+ * (actors/sessions.ts: the real `SessionClock` and, while leading, the real `ExpiryPlanner`).
  *
- * - Clients open sessions (a committed `sessionOpen`), put ephemeral keys, publish keepalives
- *   that reach each node through the simulated network (loss, a client's own cuts from some
- *   nodes, among them the leader or a majority, its NATS connection dropping), fail over,
- *   close, pause (and replay a queued write when they come back, as a zombie would), and die
- *   at random. They write through the node they believe leads; a follower forwards.
+ * - Clients open sessions (a real `sessionOpen`), put ephemeral keys (tagged writes), send
+ *   keepalives that reach each node through the simulated network (loss, a client's own cuts
+ *   from some nodes, among them the leader or a majority, its NATS connection dropping) and
+ *   are checked by the node's handlers, fail over, close, pause (and replay a queued write when
+ *   they come back, as a zombie would), and die at random. They write through the node they
+ *   believe leads; a follower forwards (as ingress does).
  * - Session faults draw from their own random stream; Raft-level steps alone count towards
- *   `steps`, so a seed's Raft coverage stays what it was. After the faults heal the run goes on
- *   until every session no live client holds has expired (or the liveness limit).
- * - Every node records keepalives on its own monotonic clock (its own origin, reset by a
- *   restart). The leader's planner asks the other voters for ages over the simulated network
- *   (partitions, loss, duplication, delay) and proposes `sessionExpire` entries.
- * - Applying `sessionExpire`/`sessionClose` deletes the session's ephemeral keys in the same
- *   entry; an ended session id is never opened again.
+ *   `steps`. After the faults heal the run goes on until every session no live client holds
+ *   has expired (or the liveness limit).
+ * - Every node's keeper records keepalives on its own monotonic clock (its own origin, reset by
+ *   a restart). The leader's keeper asks the other voters for ages over the simulated network
+ *   (partitions, loss, duplication, delay) and proposes `sessionExpire` through the handlers.
+ * - The tree applies `sessionExpire`/`sessionClose` with the session's ephemeral keys.
  *
- * The properties are in session-checker.ts. Commands (the sim's opaque `data`):
- *   { id, kind: 'sessionOpen', sid, ttlMs } | { id, kind: 'putEphemeral', sid, key }
- *   { id, kind: 'sessionExpire', sid }      | { id, kind: 'sessionClose', sid }
+ * The properties are in session-checker.ts.
  */
-import type { Entry } from '../../machines/raft/index.ts';
+import { type AgesQuestion, SessionKeeper } from '../../actors/index.ts';
+import type { Effect, Entry } from '../../machines/raft/index.ts';
 import { nextRandom, seedFrom } from '../../machines/raft/index.ts';
-import { currentConfig } from '../../machines/raft/state.ts';
 import {
   type AgesReply,
-  ExpiryPlanner,
+  type ExpiryPlanner,
   type ExpiryPlannerOptions,
   nextWakeup,
-  SessionClock,
   type SessionEffect,
   type SessionEvent,
   type SessionSnapshot,
   startSession,
   stepSession,
 } from '../../machines/session/index.ts';
+import { decodeReply, type EnsembleError } from '../../protocol/index.ts';
+import type { ApplyOutcome } from '../../storage/index.ts';
 import type { SimNode, Simulation } from './cluster.ts';
 import { SessionChecker } from './session-checker.ts';
+import { SIM_CLUSTER } from './workload.ts';
 
 export interface SessionSimOptions {
   /** Clients alive at once during the faults (default 3). */
@@ -46,15 +46,7 @@ export interface SessionSimOptions {
   readonly ttlMs?: readonly [number, number];
   /** Build the leader's planner: the teeth tests pass broken ones. */
   readonly planner?: (opts: ExpiryPlannerOptions) => ExpiryPlanner;
-  /** An apply mistake the checker must catch: ephemeral puts for ended sessions accepted. */
-  readonly unsafeEphemeralPut?: boolean;
 }
-
-export type SessionCommand =
-  | { readonly id: string; readonly kind: 'sessionOpen'; readonly sid: string; readonly ttlMs: number }
-  | { readonly id: string; readonly kind: 'putEphemeral'; readonly sid: string; readonly key: string }
-  | { readonly id: string; readonly kind: 'sessionExpire'; readonly sid: string }
-  | { readonly id: string; readonly kind: 'sessionClose'; readonly sid: string };
 
 export type SessionItem =
   | { readonly t: 'clientTick'; readonly client: number; readonly at: number }
@@ -63,6 +55,7 @@ export type SessionItem =
       readonly t: 'keepalive';
       readonly client: number;
       readonly sid: string;
+      readonly secret: Uint8Array;
       readonly node: string;
       readonly seq: number;
       readonly answer: boolean;
@@ -70,11 +63,20 @@ export type SessionItem =
   | {
       readonly t: 'ageRequest';
       readonly from: string;
+      /** The asking node's life: only that keeper takes the answer. */
+      readonly life: number;
       readonly to: string;
-      readonly term: number;
-      readonly round: number;
+      readonly q: AgesQuestion;
+      readonly answer: (reply: AgesReply) => void;
     }
-  | { readonly t: 'ageReply'; readonly from: string; readonly to: string; readonly reply: AgesReply }
+  | {
+      readonly t: 'ageReply';
+      readonly from: string;
+      readonly to: string;
+      readonly life: number;
+      readonly reply: AgesReply;
+      readonly answer: (reply: AgesReply) => void;
+    }
   | { readonly t: 'serverBack'; readonly client: number }
   | { readonly t: 'resume'; readonly client: number }
   | { readonly t: 'nemesis' };
@@ -94,10 +96,9 @@ export interface SessionStats {
 
 interface NodeRuntime {
   readonly life: number;
-  readonly clock: SessionClock;
-  readonly planner: ExpiryPlanner;
-  /** This life's monotonic clock reads virtual time + origin. */
-  readonly origin: number;
+  readonly keeper: SessionKeeper;
+  /** How the keeper answers age rounds (set by its `serve`). */
+  report: ((q: AgesQuestion) => AgesReply) | null;
 }
 
 const CLIENT_TICK_MS = 5;
@@ -112,7 +113,10 @@ class SimClient {
   serverDown = false;
   attempts = 0;
   sid: string | null = null;
-  pending: { kind: 'open' | 'close'; cmd: string; at: number } | null = null;
+  secret: Uint8Array = new Uint8Array(0);
+  /** Sequence numbers of this session's writes. */
+  writes = 0;
+  pending: { kind: 'open' | 'close'; sid: string; at: number } | null = null;
   keys = 0;
   /** When the next tick is scheduled (one at a time; earlier wakeups replace it). */
   tickAt = Number.POSITIVE_INFINITY;
@@ -132,18 +136,22 @@ class SimClient {
   }
 }
 
+/** What a client learns from an answer. */
+type Answered = { readonly ok: true } | { readonly ok: false; readonly error: EnsembleError };
+
+const secretOf = (sid: string) => new TextEncoder().encode(`secret-${sid}`);
+
 export class SessionWorld {
   readonly checker: SessionChecker;
   private readonly runtimes = new Map<string, NodeRuntime>();
   private readonly clients: SimClient[] = [];
+  /** Sessions the clients opened (the workload's own session is not theirs). */
+  private readonly mine = new Set<string>();
   private rng: number;
-  private seq = 0;
   private readonly target: number;
   private readonly ttl: readonly [number, number];
   private readonly counts = { keys: 0, keepalives: 0, rounds: 0 };
   private readonly graceMs: number;
-  /** Expiry proposals in flight: command id -> session. */
-  private readonly expiring = new Map<string, string>();
 
   constructor(
     private readonly sim: Simulation,
@@ -175,126 +183,107 @@ export class SessionWorld {
   // -------------------------------------------------------------------------------------------
   // Hooks called by the simulation.
 
+  /** A node (re)starts: its real session keeper, on a clock of its own origin. */
   onBoot(node: SimNode): void {
-    const origin = this.int(0, 1e9);
-    const clock = new SessionClock(origin);
-    const make = this.opts.planner ?? ((o: ExpiryPlannerOptions) => new ExpiryPlanner(o));
-    const planner = make({
+    const origin = this.int(0, 1e9) - this.sim.now;
+    const rt: { life: number; keeper: SessionKeeper | null; report: NodeRuntime['report'] } = {
+      life: node.life,
+      keeper: null,
+      report: null,
+    };
+    rt.keeper = new SessionKeeper({
       self: node.id,
-      clock,
+      tree: { sessions: () => node.tree.sessions(), session: (id) => node.tree.session(id) },
       graceMs: this.graceMs,
+      machine: node.machine!,
+      expire: (sid) => {
+        this.sim.trace(`${node.id} proposes expiry of ${sid}`);
+        return node.api!.expire(sid);
+      },
+      peers: {
+        serve: (report) => {
+          rt.report = report;
+        },
+        ask: (voter, q, answer) =>
+          this.send(node.id, voter, { t: 'ageRequest', from: node.id, life: rt.life, to: voter, q, answer }),
+        stop: () => {
+          rt.report = null;
+        },
+      },
+      now: () => this.sim.now + origin,
+      ...(this.opts.planner ? { planner: this.opts.planner } : {}),
       roundTimeoutMs: 20,
       retryMs: this.graceMs,
     });
-    this.runtimes.set(node.id, { life: node.life, clock, planner, origin: origin - this.sim.now });
+    rt.keeper.start();
+    this.runtimes.set(node.id, rt as NodeRuntime);
     this.checker.restarted(node.id);
   }
 
   onCrash(node: SimNode): void {
+    this.runtimes.get(node.id)?.keeper.stop();
     this.runtimes.delete(node.id);
   }
 
-  onRole(node: SimNode, role: string, term: number): void {
-    const rt = this.runtime(node);
-    if (rt === undefined) return;
-    if (role === 'leader') rt.planner.becameLeader(this.clockOf(rt), term);
-    else if (rt.planner.leading) rt.planner.steppedDown();
+  /** The machine's effects, as the node hands them to its keeper. */
+  effect(node: SimNode, e: Effect): void {
+    this.runtime(node)?.keeper.effect(e);
   }
 
-  /** Every node tick: the leader plans. */
+  /** A keepalive passed the node's handlers (right secret, known session). */
+  heard(node: SimNode, sid: string): void {
+    this.runtime(node)?.keeper.heard(sid);
+  }
+
+  /** Every node tick: the leader's keeper plans. */
   onTick(node: SimNode): void {
     const rt = this.runtime(node);
-    if (rt === undefined || !rt.planner.leading) return;
-    const sessions = node.sm.sessions ?? new Map<string, number>();
-    const voters = currentConfig(node.snap!.context).voters;
-    const out = rt.planner.tick(this.clockOf(rt), sessions, voters);
-    if (out.expire.length > 0) {
-      const commands = out.expire.map((sid) => {
-        const id = `sx${++this.seq}`;
-        this.expiring.set(id, sid);
-        return { id, data: { id, kind: 'sessionExpire', sid } satisfies SessionCommand };
-      });
-      this.sim.trace(`${node.id} proposes expiry of ${out.expire.join(',')}`);
-      this.sim.step(node, { type: 'raft.propose', commands });
-    }
-    if (out.askAges !== null) {
-      this.counts.rounds++;
-      for (const v of voters) {
-        if (v === node.id) continue;
-        this.send(node.id, v, { t: 'ageRequest', from: node.id, to: v, ...out.askAges });
-      }
-    }
+    if (rt === undefined) return;
+    const before = rt.keeper.rounds;
+    rt.keeper.check();
+    this.counts.rounds += rt.keeper.rounds - before;
   }
 
-  /** The node refused proposals (not leader, transferring). */
-  proposeFailed(node: SimNode, ids: readonly string[]): void {
-    const sids: string[] = [];
-    for (const id of ids) {
-      const sid = this.expiring.get(id);
-      if (sid !== undefined) sids.push(sid);
-      this.expiring.delete(id);
-    }
-    if (sids.length > 0) this.runtime(node)?.planner.notTaken(sids);
-  }
-
-  /** A committed entry applied at `node` (index `e.index`); `acked`: proposed through it. */
-  apply(node: SimNode, e: Entry & { type: 'normal' }, acked: boolean): void {
-    const cmd = e.data as SessionCommand | { kind?: undefined };
-    if (cmd.kind === undefined) return;
-    const first = this.checker.firstApply(e.index);
-    const sm = node.sm;
-    const sessions = sm.sessions ?? new Map<string, number>();
-    const ended = sm.ended ?? new Set<string>();
-    const keys = sm.keys ?? new Map<string, string>();
-    const rt = this.runtime(node);
-    switch (cmd.kind) {
+  /** An entry applied at `node`, with the tree's outcome. */
+  apply(node: SimNode, e: Entry, outcome: ApplyOutcome | null): void {
+    this.runtime(node)?.keeper.applied(outcome);
+    if (!outcome?.ok) return;
+    const r = outcome.result;
+    switch (r.op) {
       case 'sessionOpen': {
-        const ok = !sessions.has(cmd.sid) && !ended.has(cmd.sid);
-        if (ok) {
-          node.sm = { ...sm, sessions: new Map(sessions).set(cmd.sid, cmd.ttlMs) };
-          // Opening is a contact: the client is there now.
-          rt?.clock.heard(cmd.sid, this.clockOf(rt));
-          if (first) this.checker.opened(cmd.sid, cmd.ttlMs);
-          else this.checker.contact(cmd.sid);
-        }
-        if (acked) this.answerOpen(cmd.id, cmd.sid, cmd.ttlMs, ok);
-        break;
-      }
-      case 'putEphemeral': {
-        const ok = sessions.has(cmd.sid) || this.opts.unsafeEphemeralPut === true;
-        if (ok) {
-          node.sm = { ...sm, keys: new Map(keys).set(cmd.key, cmd.sid) };
-          if (first) this.counts.keys++;
-        } else if (acked && ended.has(cmd.sid)) {
-          this.toClientWithSession(cmd.sid, { type: 'session.expiredByServer' });
-        }
+        if (!this.mine.has(r.id)) return;
+        if (this.checker.firstApply(e.index)) this.checker.opened(r.id, node.tree.session(r.id)?.ttlMs ?? 0);
+        else this.checker.contact(r.id);
         break;
       }
       case 'sessionExpire':
       case 'sessionClose': {
-        if (cmd.kind === 'sessionExpire') this.expiring.delete(cmd.id);
-        if (sessions.has(cmd.sid)) {
-          const nextSessions = new Map(sessions);
-          nextSessions.delete(cmd.sid);
-          const nextKeys = new Map(keys);
-          for (const [k, owner] of keys) if (owner === cmd.sid) nextKeys.delete(k);
-          node.sm = { ...sm, sessions: nextSessions, keys: nextKeys, ended: new Set(ended).add(cmd.sid) };
-          rt?.clock.forget(cmd.sid);
-          if (first) {
-            this.sim.trace(`${cmd.sid} ${cmd.kind === 'sessionExpire' ? 'expired' : 'closed'} at ${e.index}`);
-            this.checker.endedAt(cmd.sid, e.index, cmd.kind === 'sessionExpire' ? 'expire' : 'close');
-          }
+        if (!this.mine.has(r.id)) return;
+        if (this.checker.firstApply(e.index)) {
+          this.sim.trace(`${r.id} ${r.op === 'sessionExpire' ? 'expired' : 'closed'} at ${e.index}`);
+          this.checker.endedAt(r.id, e.index, r.op === 'sessionExpire' ? 'expire' : 'close');
         }
-        if (acked && cmd.kind === 'sessionClose') this.answerClose(cmd.id);
         break;
       }
+      case 'put':
+        if (!r.kv.key.startsWith('/e/')) return;
+        if (this.checker.firstApply(e.index)) this.counts.keys++;
+        break;
+      default:
+        return;
     }
     this.checker.checkKeys(node, e.index);
   }
 
+  /** A keepalive of a session `node` does not know yet. */
+  heardUnknown(node: SimNode, sid: string, secret: Uint8Array): void {
+    this.runtime(node)?.keeper.heardUnknown(sid, secret);
+  }
+
   /** A snapshot replaced `node`'s state. */
   restored(node: SimNode): void {
-    this.checker.checkKeys(node, node.sm.applied);
+    this.runtime(node)?.keeper.restored();
+    this.checker.checkKeys(node, node.applied);
   }
 
   afterStep(): void {
@@ -382,16 +371,23 @@ export class SessionWorld {
       case 'ageRequest': {
         const node = this.sim.nodes.get(item.to)!;
         const rt = this.runtime(node);
-        if (rt === undefined || !this.sim.connected(item.from, item.to)) return;
-        const reply: AgesReply = { ...rt.clock.report(this.clockOf(rt)), term: item.term, round: item.round };
-        this.send(item.to, item.from, { t: 'ageReply', from: item.to, to: item.from, reply });
+        if (rt?.report == null || !this.sim.connected(item.from, item.to)) return;
+        const reply = rt.report(item.q);
+        this.send(item.to, item.from, {
+          t: 'ageReply',
+          from: item.to,
+          to: item.from,
+          life: item.life,
+          reply,
+          answer: item.answer,
+        });
         return;
       }
       case 'ageReply': {
         const node = this.sim.nodes.get(item.to)!;
         const rt = this.runtime(node);
-        if (rt === undefined || !this.sim.connected(item.from, item.to)) return;
-        rt.planner.agesFrom(item.from, item.reply, this.clockOf(rt));
+        if (rt === undefined || rt.life !== item.life || !this.sim.connected(item.from, item.to)) return;
+        item.answer(item.reply);
         return;
       }
       case 'nemesis':
@@ -409,10 +405,6 @@ export class SessionWorld {
     return rt !== undefined && node.up && rt.life === node.life ? rt : undefined;
   }
 
-  private clockOf(rt: NodeRuntime): number {
-    return this.sim.now + rt.origin;
-  }
-
   /** Node-to-node: the simulation's partitions, loss, duplication and delay. */
   private send(from: string, to: string, item: SessionItem): void {
     if (!this.sim.connected(from, to)) return;
@@ -422,23 +414,26 @@ export class SessionWorld {
       this.sim.schedule(this.sim.now + this.int(1, 30), item);
   }
 
+  /** A keepalive reaches a node: its handlers check it (and tell the keeper); the client's
+   * home node answers: acknowledged, expired, or silence (a node that does not know the session
+   * yet and does not lead stays silent: the client counts it as failed). */
   private keepaliveArrives(k: Extract<SessionItem, { t: 'keepalive' }>): void {
     const node = this.sim.nodes.get(k.node)!;
-    const rt = this.runtime(node);
-    if (rt === undefined) return;
-    this.counts.keepalives++;
-    rt.clock.heard(k.sid, this.clockOf(rt));
-    this.checker.keepaliveDelivered(k.sid, k.node);
-    if (!k.answer) return;
-    const c = this.clients[k.client]!;
-    const sessions = node.sm.sessions;
-    const event: SessionEvent = sessions?.has(k.sid)
-      ? { type: 'session.keepaliveAcked', now: 0, seq: k.seq }
-      : node.sm.ended?.has(k.sid)
-        ? { type: 'session.expiredByServer' }
-        : { type: 'session.keepaliveFailed', now: 0, seq: k.seq }; // not applied here yet
-    if (!this.clientReaches(c, k.node)) return;
-    this.sim.schedule(this.sim.now + this.int(1, 15), { t: 'clientEvent', client: c.n, event });
+    this.sim.inProcess(node, () => {
+      this.counts.keepalives++;
+      this.checker.keepaliveDelivered(k.sid, k.node);
+      const out = node.api!.keepalive(k.sid, k.secret);
+      if (!k.answer) return;
+      const c = this.clients[k.client]!;
+      const event: SessionEvent =
+        out === null
+          ? { type: 'session.keepaliveFailed', now: 0, seq: k.seq }
+          : 'result' in out
+            ? { type: 'session.keepaliveAcked', now: 0, seq: k.seq }
+            : { type: 'session.expiredByServer' };
+      if (!this.clientReaches(c, k.node)) return;
+      this.sim.schedule(this.sim.now + this.int(1, 15), { t: 'clientEvent', client: c.n, event });
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -487,8 +482,23 @@ export class SessionWorld {
   private put(c: SimClient): void {
     if ((c.state !== 'active' && c.state !== 'suspended') || c.sid === null) return;
     if (this.sim.now < c.pausedUntil) return;
-    const id = `sk${++this.seq}`;
-    this.propose(c, { id, kind: 'putEphemeral', sid: c.sid, key: `/e/${c.sid}/${++c.keys % 4}` });
+    const sid = c.sid;
+    const seq = ++c.writes;
+    const body = {
+      key: `/e/${sid}/${++c.keys % 4}`,
+      value: new TextEncoder().encode(`${seq}`),
+      ephemeral: true,
+      // Never sent again: each write claims every earlier one answered.
+      client: { session: sid, secret: c.secret, seq, lowSeq: seq },
+    };
+    this.request(c, 'put', body, (r) => {
+      if (!r.ok && r.error.code === 'SESSION_EXPIRED' && c.sid === sid)
+        this.sim.schedule(this.sim.now, {
+          t: 'clientEvent',
+          client: c.n,
+          event: { type: 'session.expiredByServer' },
+        });
+    });
   }
 
   private clientTick(c: SimClient): void {
@@ -506,9 +516,18 @@ export class SessionWorld {
       switch (e.type) {
         case 'openSession': {
           const sid = `c${c.n}.${++c.attempts}`;
-          const id = `so${++this.seq}`;
-          c.pending = { kind: 'open', cmd: id, at: this.sim.now };
-          this.propose(c, { id, kind: 'sessionOpen', sid, ttlMs: e.ttlMs });
+          const secret = secretOf(sid);
+          this.mine.add(sid);
+          c.pending = { kind: 'open', sid, at: this.sim.now };
+          this.request(c, 'sessionOpen', { id: sid, secret, ttlMs: e.ttlMs }, (r) => {
+            if (c.pending?.sid !== sid) return;
+            c.pending = null;
+            if (r.ok) c.secret = secret;
+            const event: SessionEvent = r.ok
+              ? { type: 'session.opened', id: sid, secret, ttlMs: e.ttlMs, now: 0 }
+              : { type: 'session.openFailed' };
+            this.sim.schedule(this.sim.now, { t: 'clientEvent', client: c.n, event });
+          });
           break;
         }
         case 'sendKeepalive':
@@ -518,6 +537,7 @@ export class SessionWorld {
               t: 'keepalive',
               client: c.n,
               sid: e.id,
+              secret: c.secret,
               node,
               seq: e.seq,
               answer: node === c.home,
@@ -525,9 +545,17 @@ export class SessionWorld {
           }
           break;
         case 'closeSession': {
-          const id = `sc${++this.seq}`;
-          c.pending = { kind: 'close', cmd: id, at: this.sim.now };
-          this.propose(c, { id, kind: 'sessionClose', sid: e.id });
+          const sid = e.id;
+          c.pending = { kind: 'close', sid, at: this.sim.now };
+          this.request(c, 'sessionClose', { id: sid, secret: c.secret }, () => {
+            if (c.pending?.kind !== 'close' || c.pending.sid !== sid) return;
+            c.pending = null;
+            this.sim.schedule(this.sim.now, {
+              t: 'clientEvent',
+              client: c.n,
+              event: { type: 'session.closeDone' },
+            });
+          });
           break;
         }
         case 'failover':
@@ -545,46 +573,30 @@ export class SessionWorld {
     return [...this.sim.nodes.values()].filter((n) => n.up && !c.cut.has(n.id)).map((n) => n.id);
   }
 
-  /** Clients write through the node they believe leads, else any they reach. */
-  private propose(c: SimClient, cmd: SessionCommand): void {
+  /** A client's request, through the node it believes leads, else any it reaches; a follower
+   * forwards a write to the leader it knows if it reaches it (as ingress does). The answer
+   * comes back in the wire format; none if the node or the path to it is down. */
+  private request(c: SimClient, op: string, body: unknown, answer: (r: Answered) => void): void {
     if (c.serverDown) return;
     const guess = this.sim.leaderHint;
     const reachable = this.reachableNodes(c);
     const target = guess !== null && reachable.includes(guess) ? guess : this.pick(reachable);
     if (target === undefined) return;
     if (c.home === null) c.home = target;
-    // A follower forwards the write to the leader it knows, if it reaches it (DESIGN "Wire").
     let node = this.sim.nodes.get(target)!;
     const leader = node.snap!.context.leader;
     if (node.role !== 'leader' && leader !== null && this.sim.connected(target, leader)) {
       const l = this.sim.nodes.get(leader);
       if (l?.up) node = l;
     }
-    this.sim.step(node, { type: 'raft.propose', commands: [{ id: cmd.id, data: cmd }] });
-  }
-
-  private answerOpen(cmd: string, sid: string, ttlMs: number, ok: boolean): void {
-    const c = this.clients.find((x) => x.pending?.cmd === cmd);
-    if (c === undefined) return;
-    c.pending = null;
-    const event: SessionEvent = ok
-      ? { type: 'session.opened', id: sid, secret: 'k', ttlMs, now: 0 }
-      : { type: 'session.openFailed' };
-    // Answered after the apply loop, never inside it.
-    this.sim.schedule(this.sim.now, { t: 'clientEvent', client: c.n, event });
-  }
-
-  private answerClose(cmd: string): void {
-    const c = this.clients.find((x) => x.pending?.cmd === cmd);
-    if (c === undefined) return;
-    c.pending = null;
-    this.sim.schedule(this.sim.now, { t: 'clientEvent', client: c.n, event: { type: 'session.closeDone' } });
-  }
-
-  private toClientWithSession(sid: string, event: SessionEvent): void {
-    const c = this.clients.find((x) => x.alive && x.sid === sid);
-    if (c === undefined) return;
-    this.sim.schedule(this.sim.now, { t: 'clientEvent', client: c.n, event });
+    this.sim.request(node, op, body, {
+      format: 'cbor',
+      base64: false,
+      respond: (bytes) => {
+        const r = decodeReply(bytes, { cluster: SIM_CLUSTER });
+        answer(r.ok ? { ok: true } : { ok: false, error: r.error });
+      },
+    });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,48 +1,55 @@
 /**
- * The simulator's client: a key-tree workload in real commands (protocol/command.ts) that every
- * node applies to its real in-memory key tree, recorded as a history for the linearizability
- * checker (linearizability.ts).
+ * The simulator's client: a key-tree workload sent as real requests to each node's real API
+ * handlers (actors/api: session checks, proposal and ReadIndex batching, the pending table with
+ * its deadlines, answers matched by index and term), applied by the real executor and applier to
+ * the node's real key tree, and answered in the real wire format. Recorded as a history for the
+ * linearizability checker (linearizability.ts).
  *
  * - It opens a session first (a real `sessionOpen`), then tags every write with it (session,
- *   sequence, lowest unanswered sequence: Raft thesis §6.3). A write not answered in time, or
- *   whose node crashed or lost its place, is sent again, with the same tag, to whichever node the
- *   client now believes leads: the tree must answer the retry from its exactly-once table.
+ *   secret, sequence, lowest unanswered sequence: Raft thesis §6.3). A write not answered in
+ *   time, or answered with an error (NOT_LEADER, TIMEOUT, a lost index), is sent again, with the
+ *   same tag, to whichever node the client now believes leads: the tree must answer the retry
+ *   from its exactly-once table.
  * - Writes are puts of unique values and compare-and-sets (a txn on the key's version) on a few
- *   keys; reads are linearizable gets through ReadIndex, served from the node's tree once it has
- *   applied up to the read index.
+ *   keys; reads are linearizable gets (ReadIndex).
  * - At the end: the history must be linearizable (per key), no put value may have been applied
  *   twice (in the tree's history), and every node's tree must have been the same at every
  *   applied index where two of them were compared (a digest every DIGEST_EVERY indexes).
  */
+import type { Reply } from '../../actors/index.ts';
 import { type Entry, nextRandom, seedFrom } from '../../machines/raft/index.ts';
-import { type Command, encodeCommand, type KeyValue } from '../../protocol/index.ts';
-import type { ApplyOutcome, MemoryTree } from '../../storage/index.ts';
+import { type ApiResults, decodeReply, type KeyValue } from '../../protocol/index.ts';
+import type { MemoryTree } from '../../storage/index.ts';
 import type { SimNode, Simulation } from './cluster.ts';
 import { checkHistory, type HistoryOp, type Op, type OpResult } from './linearizability.ts';
 
 const KEYS = ['/lin/a', '/lin/b', '/lin/c', '/lin/d'];
-const SESSION = 'wl';
-const SECRET = new TextEncoder().encode('workload-secret');
 /** A write unanswered this long is sent again (same tag); the wait doubles per attempt. */
 const RETRY_MS = 120;
 const RETRY_MAX_MS = 1000;
 const DIGEST_EVERY = 32;
+export const SIM_CLUSTER = 'sim';
+
+/** Where an answer goes: the session's open, a write (by sequence number) or a read. */
+export interface SimReply extends Reply {
+  readonly open?: true;
+  readonly write?: number;
+  readonly read?: number;
+}
 
 interface Pending {
   readonly seq: number;
   readonly op: Op;
-  readonly command: Command;
+  readonly request: { readonly op: 'put' | 'txn'; readonly body: Record<string, unknown> };
   readonly history: number;
-  /** The proposal id of the latest attempt. */
-  attempt: string;
   sentAt: number;
   /** Wait before the next attempt. */
   backoff: number;
 }
 
 interface Read {
-  readonly key: string;
   readonly history: number;
+  /** The highest index any operation returned before it began (the Raft-level read check). */
   readonly floor: number;
 }
 
@@ -52,15 +59,14 @@ const text = (v: Uint8Array | undefined): string | null =>
 export class Workload {
   readonly history: (HistoryOp & { response?: number | null; result?: OpResult })[] = [];
   private open: 'no' | 'asked' | 'yes' = 'no';
-  private openAttempt = '';
+  private openSentAt = Number.NEGATIVE_INFINITY;
+  private session: { readonly id: string; readonly secret: Uint8Array } | null = null;
   private seq = 0;
   private readonly pending = new Map<number, Pending>();
-  /** Proposal id -> the write it carries, and where it went in a log once proposed. */
-  private readonly attempts = new Map<string, number>();
   /** The (index, term) each proposed attempt of a write took, by write. */
   private readonly placed = new Map<number, { index: number; term: number }[]>();
-  private readonly reads = new Map<string, Read>();
-  private nextId = 0;
+  private readonly reads = new Map<number, Read>();
+  private nextRead = 0;
   private readonly versions = new Map<string, number>();
   /** Applied index -> the digest of the first tree seen there. */
   private readonly digests = new Map<number, { node: string; digest: string }>();
@@ -83,209 +89,194 @@ export class Workload {
     return KEYS[Math.floor(this.random() * KEYS.length)]!;
   }
 
-  private id(prefix: string): string {
-    return `${this.sim.isHealed ? 'probe' : prefix}${++this.nextId}`;
+  private reply(to: { open?: true; write?: number; read?: number }, node: SimNode): SimReply {
+    return {
+      format: 'cbor',
+      base64: false,
+      ...to,
+      respond: (bytes) => this.answered(to, decodeReply(bytes, { cluster: SIM_CLUSTER }), node),
+    };
   }
 
   // -------------------------------------------------------------------------------------------
   // Requests.
 
   /**
-   * `n` proposals through `node`, in one batch: the session's open until it is answered, writes
-   * that waited too long for an answer (again, same tag), then new writes. Always `n`, so the load
-   * the cluster sees does not depend on the answers.
+   * `n` requests through `node`: the session's open until it is answered, writes that waited
+   * too long for an answer (again, same tag), then new writes. Always `n`, so the load the
+   * cluster sees does not depend on the answers.
    */
   write(node: SimNode, n: number): void {
-    const commands: { id: string; data: Uint8Array }[] = [];
+    let sent = 0;
     if (this.open !== 'yes' && this.sim.now - this.openSentAt >= RETRY_MS) {
       this.open = 'asked';
       this.openSentAt = this.sim.now;
-      this.openAttempt = this.id('open');
-      commands.push({
-        id: this.openAttempt,
-        data: encodeCommand({ op: 'sessionOpen', id: SESSION, secret: SECRET, ttlMs: 7 * 24 * 3600 * 1000 }),
-      });
+      this.sim.request(
+        node,
+        'sessionOpen',
+        { ttlMs: 7 * 24 * 3600 * 1000 },
+        this.reply({ open: true }, node),
+      );
+      sent++;
     }
     if (this.open === 'yes') {
       for (const p of this.pending.values()) {
-        if (commands.length >= n) break;
+        if (sent >= n) break;
         if (this.sim.now - p.sentAt < p.backoff) continue;
         this.stats.retries++;
         p.backoff = Math.min(RETRY_MAX_MS, p.backoff * 2);
-        commands.push(this.attempt(p));
+        this.send(node, p);
+        sent++;
       }
     }
-    while (commands.length < n) commands.push(this.attempt(this.newWrite()));
-    this.sim.local(node, { type: 'raft.propose', commands });
+    for (; sent < n; sent++) this.send(node, this.newWrite());
   }
 
   /** A new write of the history: a put of a unique value, or a compare-and-set on the version. */
   private newWrite(): Pending {
-    {
-      const key = this.key();
-      const seq = ++this.seq;
-      const value = `v${seq}`;
-      const cas = this.random() < 0.3;
-      const known = this.versions.get(key) ?? 0;
-      const op: Op = cas ? { type: 'cas', key, expectedVersion: known, value } : { type: 'put', key, value };
-      const bytes = new TextEncoder().encode(value);
-      const body = cas
-        ? ({
-            op: 'txn',
+    const key = this.key();
+    const seq = ++this.seq;
+    const value = `v${seq}`;
+    const cas = this.random() < 0.3;
+    const known = this.versions.get(key) ?? 0;
+    const op: Op = cas ? { type: 'cas', key, expectedVersion: known, value } : { type: 'put', key, value };
+    const bytes = new TextEncoder().encode(value);
+    const request = cas
+      ? ({
+          op: 'txn',
+          body: {
             compare: [{ key, target: 'version', result: 'eq', value: known }],
             success: [{ op: 'put', key, value: bytes }],
             failure: [],
-          } as const)
-        : ({ op: 'put', key, value: bytes } as const);
-      this.history.push({ client: 'wl', invoke: this.sim.now, op });
-      const p: Pending = {
-        seq,
-        op,
-        command: body as Command,
-        history: this.history.length - 1,
-        attempt: '',
-        sentAt: 0,
-        backoff: RETRY_MS,
-      };
-      this.pending.set(seq, p);
-      this.stats.writes++;
-      return p;
-    }
+          },
+        } as const)
+      : ({ op: 'put', body: { key, value: bytes } } as const);
+    this.history.push({ client: 'wl', invoke: this.sim.now, op });
+    const p: Pending = { seq, op, request, history: this.history.length - 1, sentAt: 0, backoff: RETRY_MS };
+    this.pending.set(seq, p);
+    this.stats.writes++;
+    return p;
   }
-
-  /** A linearizable read of one key through `node`; `floor`: the highest index any operation
-   * returned before it began (the Raft-level read check). */
-  read(node: SimNode, floor: number): string {
-    const id = this.id('r');
-    const key = this.key();
-    this.history.push({ client: 'wl', invoke: this.sim.now, op: { type: 'get', key } });
-    this.reads.set(id, { key, history: this.history.length - 1, floor });
-    this.sim.local(node, { type: 'raft.readIndex', ids: [id] });
-    return id;
-  }
-
-  private openSentAt = Number.NEGATIVE_INFINITY;
 
   /**
    * One attempt of a write: tagged with the session once it is open (the lowest unanswered
-   * sequence number too), untagged before (such a write is never sent again).
+   * sequence number too), untagged before (such a write is never sent again). Earlier attempts
+   * stay known: one may still be proposed (a paused node handles it late) and committed, and
+   * its answer is as good as any.
    */
-  private attempt(p: Pending): { id: string; data: Uint8Array } {
+  private send(node: SimNode, p: Pending): void {
     let low = p.seq;
     for (const s of this.pending.keys()) if (s < low) low = s;
-    const command =
-      this.open === 'yes'
-        ? ({ ...p.command, client: { session: SESSION, seq: p.seq, lowSeq: low } } as Command)
-        : p.command;
-    if (this.open !== 'yes') p.backoff = Number.POSITIVE_INFINITY;
-    // Earlier attempts stay known: one may still be proposed (a paused node handles it late)
-    // and committed, and its answer is as good as any.
-    p.attempt = this.id('c');
+    const s = this.open === 'yes' ? this.session : null;
+    const body =
+      s !== null
+        ? { ...p.request.body, client: { session: s.id, secret: s.secret, seq: p.seq, lowSeq: low } }
+        : p.request.body;
+    if (s === null) p.backoff = Number.POSITIVE_INFINITY;
     p.sentAt = this.sim.now;
-    this.attempts.set(p.attempt, p.seq);
-    return { id: p.attempt, data: encodeCommand(command) };
+    this.sim.request(node, p.request.op, body, this.reply({ write: p.seq }, node));
+  }
+
+  /** A linearizable read of one key through `node`; `floor`: the highest index any operation
+   * returned before it began. */
+  read(node: SimNode, floor: number): void {
+    const id = ++this.nextRead;
+    const key = this.key();
+    this.history.push({ client: 'wl', invoke: this.sim.now, op: { type: 'get', key } });
+    this.reads.set(id, { history: this.history.length - 1, floor });
+    this.sim.request(node, 'get', { key }, this.reply({ read: id }, node));
   }
 
   // -------------------------------------------------------------------------------------------
   // Answers.
 
-  /** A node put attempt `id` in its log at (index, term): from now on it may take effect. */
-  proposed(id: string, index: number, term: number): void {
-    const seq = this.attempts.get(id);
-    if (seq === undefined) return;
+  /** A node put an attempt of write `seq` in its log at (index, term): it may take effect. */
+  proposed(seq: number, index: number, term: number): void {
     const at = this.placed.get(seq);
     if (at === undefined) this.placed.set(seq, [{ index, term }]);
     else at.push({ index, term });
   }
 
-  /**
-   * An entry `node` applied, with `proposal`: the id of the proposal `node` put at that index in
-   * that term, if any (then this entry is that proposal and its outcome is the answer).
-   */
-  applied(node: SimNode, e: Entry, outcome: ApplyOutcome | null, proposal: string | null): void {
-    if (e.index % DIGEST_EVERY === 0) this.compare(node, e.index);
-    if (proposal === null || e.type !== 'normal') return;
-    const id = proposal;
-    if (id === this.openAttempt && outcome?.ok) {
-      this.open = 'yes';
+  private answered(
+    to: { open?: true; write?: number; read?: number },
+    r: ReturnType<typeof decodeReply>,
+    node: SimNode,
+  ): void {
+    if (to.open) {
+      if (r.ok && this.open !== 'yes') {
+        this.session = r.result as ApiResults['sessionOpen'];
+        this.open = 'yes';
+      }
       return;
     }
-    const seq = this.attempts.get(id);
-    if (seq === undefined || outcome === null) return;
-    const p = this.pending.get(seq);
-    if (p === undefined) return;
-    if (!outcome.ok) return; // SESSION_EXPIRED and friends: no effect; it stays pending
-    this.pending.delete(seq);
-    if (outcome.replayed) this.stats.replayed++;
-    const h = this.history[p.history]!;
-    let result: OpResult;
-    const r = outcome.result;
+    if (to.read !== undefined) return this.readAnswered(to.read, r, node);
+    const p = this.pending.get(to.write!);
+    // Already answered, or an error (NOT_LEADER, TIMEOUT, a lost index, SESSION_EXPIRED before
+    // the open applied here): no effect known, it stays pending and is sent again.
+    if (p === undefined || !r.ok) return;
     const key = p.op.type === 'put' || p.op.type === 'cas' ? p.op.key : '';
-    const matches = p.op.type === 'put' ? r.op === 'put' && r.kv.key === key : r.op === 'txn';
+    const res = r.result as
+      | (ApiResults['put'] & { replayed?: boolean })
+      | (ApiResults['txn'] & { replayed?: boolean });
+    const isPut = 'kv' in res && res.kv !== undefined;
+    const matches = p.op.type === 'put' ? isPut && res.kv.key === key : 'succeeded' in res;
     if (!matches) {
-      const got = r.op === 'put' ? `a put of ${r.kv.key}` : `a ${r.op}`;
-      this.sim.checker.violate(
-        'wrong-answer',
-        `${node.id} answered ${p.op.type} ${key} with the outcome of ${got}`,
-      );
+      const got = isPut ? `a put of ${(res as ApiResults['put']).kv.key}` : JSON.stringify(Object.keys(res));
+      this.sim.checker.violate('wrong-answer', `${node.id} answered ${p.op.type} ${key} with ${got}`);
       return;
     }
-    if (r.op === 'put') result = { version: r.kv.version };
-    else if (r.op === 'txn') {
-      const put = r.results[0];
+    this.pending.delete(p.seq);
+    if (res.replayed) this.stats.replayed++;
+    let result: OpResult;
+    if ('succeeded' in res) {
+      const put = res.results[0];
       result =
-        r.succeeded && put?.op === 'put'
+        res.succeeded && put?.op === 'put'
           ? { succeeded: true, version: put.kv.version }
           : { succeeded: false };
-    } else return;
-    const version = 'version' in result ? result.version : undefined;
-    if (version !== undefined) this.versions.set(key, version);
-    this.history[p.history] = { ...h, response: this.sim.now, result };
+    } else result = { version: res.kv.version };
+    if ('version' in result && result.version !== undefined) this.versions.set(key, result.version);
+    this.history[p.history] = { ...this.history[p.history]!, response: this.sim.now, result };
+    this.sim.writeAnswered(p.sentAt);
   }
 
-  /** A read's index was confirmed and the node applied up to it: served from its tree. */
-  served(id: string, tree: MemoryTree): boolean {
-    const r = this.reads.get(id);
-    if (r === undefined) return false;
+  private readAnswered(id: number, r: ReturnType<typeof decodeReply>, node: SimNode): void {
+    const read = this.reads.get(id);
+    if (read === undefined) return;
     this.reads.delete(id);
-    const kv = tree.get(r.key);
-    this.history[r.history] = {
-      ...this.history[r.history]!,
+    const h = this.history[read.history]!;
+    // A refused read had no effect: it leaves the history (a pending get would be unchecked).
+    if (!r.ok) {
+      this.history[read.history] = { ...h, response: null };
+      return;
+    }
+    this.sim.readAnswered(node, id, read.floor);
+    const kv = (r.result as ApiResults['get']).kv;
+    this.history[read.history] = {
+      ...h,
       response: this.sim.now,
       result: { value: text(kv?.value), version: kv?.version ?? 0 },
     };
     this.stats.reads++;
-    return true;
-  }
-
-  readFailed(id: string): void {
-    // A refused read had no effect: it leaves the history (a pending get would be unchecked).
-    const r = this.reads.get(id);
-    if (r === undefined) return;
-    this.reads.delete(id);
-    this.history[r.history] = { ...this.history[r.history]!, response: null };
-  }
-
-  floorOf(id: string): number | undefined {
-    return this.reads.get(id)?.floor;
   }
 
   // -------------------------------------------------------------------------------------------
   // Checks.
 
-  /** Trees at the same applied index must be identical. */
-  private compare(node: SimNode, index: number): void {
+  /** An entry `node` applied: trees at the same applied index must be identical. */
+  applied(node: SimNode, e: Entry): void {
+    if (e.index % DIGEST_EVERY !== 0) return;
     const d = treeDigest(node.tree);
-    const seen = this.digests.get(index);
+    const seen = this.digests.get(e.index);
     if (seen === undefined) {
-      this.digests.set(index, { node: node.id, digest: d });
+      this.digests.set(e.index, { node: node.id, digest: d });
       return;
     }
     this.stats.compared++;
     if (seen.digest !== d)
       this.sim.checker.violate(
         'tree-divergence',
-        `${node.id}'s key tree at index ${index} differs from ${seen.node}'s`,
+        `${node.id}'s key tree at index ${e.index} differs from ${seen.node}'s`,
       );
   }
 

@@ -6,6 +6,7 @@
 import type { LocalEvent, MembershipChange } from './events.ts';
 import type { Message } from './messages.ts';
 import {
+  addProgress,
   appendToLog,
   currentConfig,
   type Draft,
@@ -16,9 +17,13 @@ import {
   lastIndex,
   newProgress,
   type Progress,
+  progressOf,
   quorum,
   type RaftContext,
+  removeProgress,
   replicationTargets,
+  resetProgress,
+  type SharedProgress,
   send,
   termAt,
 } from './state.ts';
@@ -28,8 +33,8 @@ export function becomeLeader(d: Draft): void {
   d.role = 'leader';
   d.leader = d.id;
   d.stats.elections++;
-  d.progress = {};
-  for (const peer of replicationTargets(d)) d.progress[peer] = newProgress(d);
+  resetProgress(d);
+  for (const peer of replicationTargets(d)) addProgress(d, peer, newProgress(d));
   d.reads = [];
   d.effects.push({ type: 'roleChanged', role: 'leader', term: d.term, leader: d.id });
   // Thesis §6.4 / §5.4.2: an entry of our own term must commit before earlier entries count as
@@ -69,7 +74,7 @@ export function leaderLocal(d: Draft, e: LocalEvent): void {
     case 'raft.transferLeader':
       return transferLeader(d, e.to);
     case 'raft.snapshotFailed': {
-      const pr = d.progress[e.to];
+      const pr = progressOf(d, e.to);
       if (pr?.state === 'snapshot') toProbe(pr, pr.match + 1);
       return;
     }
@@ -81,7 +86,7 @@ export function leaderLocal(d: Draft, e: LocalEvent): void {
 // ---------------------------------------------------------------------------------------------
 // Replication.
 
-function paused(d: Draft, pr: Progress): boolean {
+function paused(d: Draft, pr: SharedProgress): boolean {
   if (pr.state === 'probe') return pr.probeSent;
   if (pr.state === 'replicate') return pr.inflight.length >= d.opts.maxInflight;
   return true;
@@ -103,8 +108,9 @@ function toReplicate(pr: Progress): void {
 
 /** Sends the next batch to `peer`, or a snapshot when the entries it needs were compacted. */
 function sendAppend(d: Draft, peer: NodeId, sendIfEmpty: boolean): boolean {
-  const pr = d.progress[peer];
-  if (pr === undefined || paused(d, pr)) return false;
+  const seen = d.progress[peer];
+  if (seen === undefined || paused(d, seen)) return false;
+  const pr = progressOf(d, peer)!;
   const prevIndex = pr.next - 1;
   const prevTerm = termAt(d, prevIndex);
   if (prevTerm === undefined) return sendSnapshot(d, peer, pr);
@@ -177,7 +183,7 @@ function handleAppendResult(
   hintTerm: number,
   seq: number,
 ): void {
-  const pr = d.progress[from];
+  const pr = progressOf(d, from);
   if (pr === undefined) return;
   acknowledge(d, pr, seq);
   if (!success) {
@@ -206,7 +212,7 @@ function handleAppendResult(
 }
 
 function handleHeartbeatResult(d: Draft, from: NodeId, seq: number): void {
-  const pr = d.progress[from];
+  const pr = progressOf(d, from);
   if (pr === undefined) return;
   acknowledge(d, pr, seq);
   if (pr.state === 'probe') pr.probeSent = false;
@@ -217,7 +223,7 @@ function handleHeartbeatResult(d: Draft, from: NodeId, seq: number): void {
 }
 
 function handleSnapshotResult(d: Draft, from: NodeId, index: number): void {
-  const pr = d.progress[from];
+  const pr = progressOf(d, from);
   if (pr === undefined) return;
   pr.recentActive = true;
   if (index > pr.match) pr.match = index;
@@ -245,7 +251,8 @@ function maybeCommit(d: Draft): boolean {
   if (candidate <= d.commit || termAt(d, candidate) !== d.term) return false;
   d.commit = candidate;
   // Reads that waited for this term's first commit now have their index (thesis §6.4).
-  for (const r of d.reads) if (r.index < 0) r.index = d.commit;
+  if (d.reads.some((r) => r.index < 0))
+    d.reads = d.reads.map((r) => (r.index < 0 ? { ...r, index: d.commit } : r));
   confirmReads(d);
   return true;
 }
@@ -263,12 +270,13 @@ export function tickLeader(d: Draft): void {
   d.electionElapsed++;
   if (d.electionElapsed >= d.opts.electionTicks) {
     d.electionElapsed = 0;
-    for (const peer in d.progress) d.progress[peer]!.recentActive = false;
+    for (const peer in d.progress) progressOf(d, peer)!.recentActive = false;
     if (d.transferee !== null) d.transferee = null; // transfer did not finish in time: resume
   }
   for (const peer in d.progress) {
-    const pr = d.progress[peer]!;
-    if (pr.state === 'snapshot' && ++pr.snapshotElapsed > 4 * d.opts.electionTicks) toProbe(pr, pr.match + 1);
+    if (d.progress[peer]!.state !== 'snapshot') continue;
+    const pr = progressOf(d, peer)!;
+    if (++pr.snapshotElapsed > 4 * d.opts.electionTicks) toProbe(pr, pr.match + 1);
   }
   if (d.heartbeatElapsed >= d.opts.heartbeatTicks) {
     d.heartbeatElapsed = 0;
@@ -384,10 +392,10 @@ function changeMembership(d: Draft, id: string, change: MembershipChange): void 
   // In force from the moment it is appended (thesis §4.1): replicate to the new set, starting
   // a newcomer at the configuration entry itself, so the entry that names it is the first sent.
   for (const peer of [...next.voters, ...next.learners]) {
-    if (peer !== d.id && d.progress[peer] === undefined) d.progress[peer] = newProgress(d);
+    if (peer !== d.id && d.progress[peer] === undefined) addProgress(d, peer, newProgress(d));
   }
   for (const peer in d.progress) {
-    if (!next.voters.includes(peer) && !next.learners.includes(peer)) delete d.progress[peer];
+    if (!next.voters.includes(peer) && !next.learners.includes(peer)) removeProgress(d, peer);
   }
   appendToLog(d, [{ index, term: d.term, type: 'config', config: next }]);
   if (d.transferee !== null && !next.voters.includes(d.transferee)) d.transferee = null;

@@ -130,7 +130,7 @@ function action<P extends RoleParams>(log: LogReader, fn: DraftStep<P>): any {
     const d = openDraft(context as RaftContext, log, params.role);
     fn(d, event as RaftEvent, params);
     const [next, effects] = closeDraft(d);
-    enqueue.assign(next);
+    enqueue.assign(() => next);
     for (const e of effects) enqueue.emit(e);
   });
 }
