@@ -86,17 +86,29 @@ export class Applier {
     });
   }
 
-  /** Installs a received snapshot once the entries in progress are applied; the tree jumps ahead. */
-  restore(data: unknown, done: (err: unknown) => void): void {
-    this.whenIdle(() =>
+  /**
+   * Installs a received snapshot (of log index `index`) once the entries in progress are
+   * applied; the tree jumps ahead. A tree already past `index` keeps its state: it applied only
+   * committed entries, so it holds that snapshot's state and more. That happens after a crash
+   * between a restore and the log's reset (the tree restored, the log not): the node boots with
+   * its tree ahead of its log, and the leader sends an older snapshot for the log's sake.
+   * Restoring it would take the tree back while the applier skips the entries it already
+   * counted (the simulator found it).
+   */
+  restore(data: unknown, index: number, done: (err: unknown) => void): void {
+    this.whenIdle(() => {
+      if (index <= this.index) {
+        this.queue = this.queue.filter((e) => e.index > this.index);
+        return done(null);
+      }
       this.ports.tree.restore(data, (err, applied) => {
         if (err) return done(err);
         if (applied !== undefined && applied > this.index) this.index = applied;
         this.queue = this.queue.filter((e) => e.index > this.index);
         this.wake();
         done(null);
-      }),
-    );
+      });
+    });
   }
 
   stop(): void {

@@ -48,7 +48,9 @@ class RecordingTree implements StateMachine {
   sync(done: (err: unknown) => void): void {
     done(null);
   }
+  restores = 0;
   restore(_data: unknown, done: (err: unknown, applied?: number) => void): void {
+    this.restores++;
     done(null, 50);
   }
 }
@@ -56,7 +58,7 @@ class RecordingTree implements StateMachine {
 const entry = (index: number): Entry => ({ index, term: 1, type: 'normal', data: new Uint8Array([index]) });
 const msg = (n: number): Message => ({ type: 'raft.heartbeatResult', term: 1, from: 'a', seq: n });
 
-function rig(tree = new RecordingTree()) {
+function rig(tree = new RecordingTree(), start = 0) {
   const log = new ManualLog();
   const events: RaftEvent[] = [];
   const sent: number[] = [];
@@ -74,7 +76,7 @@ function rig(tree = new RecordingTree()) {
       applied: (e) => applied.push(e.index),
       fatal: (e) => fatal.push(e),
     },
-    0,
+    start,
   );
   return { ex, log, events, sent, requests, fatal, applied, tree };
 }
@@ -121,6 +123,24 @@ test('a restore waits for earlier writes and holds later ones until it is durabl
   t.deepEqual(r.log.durable, ['w1', 'compact50', 'w51']);
   t.is(r.ex.restores, 1);
   t.is(r.ex.applier.index, 50);
+});
+
+test('a tree already past a received snapshot keeps its state; the log is reset all the same', (t) => {
+  // A crash between a restore and the log's reset leaves the tree ahead of the log: the node
+  // boots with its tree at 60, and the leader sends a snapshot at 50 for the log's sake.
+  const r = rig(new RecordingTree(), 60);
+  const snapshot = { index: 50, term: 2, config: { voters: ['a'], learners: [] } };
+  r.ex.effect({ type: 'restore', snapshot, data: [] });
+  t.deepEqual(
+    r.log.queue.map((q) => q.what),
+    ['compact50'],
+  );
+  r.log.complete();
+  t.is(r.tree.restores, 0, 'the tree was not taken back');
+  t.is(r.ex.applier.index, 60);
+  // The entries the tree holds come again from the leader: skipped, not applied twice.
+  r.ex.effect({ type: 'apply', entries: [entry(51), entry(60), entry(61)] });
+  t.deepEqual(r.tree.applied, [61]);
 });
 
 test('a failed write is fatal once; nothing runs afterwards', (t) => {

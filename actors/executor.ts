@@ -147,7 +147,7 @@ export class Executor {
     this.inOrder(() => {
       this.blocked = true;
       this.whenDurable(seq - 1, () =>
-        this.applier.restore(e.data, (err) => {
+        this.applier.restore(e.data, e.snapshot.index, (err) => {
           if (err) return this.fail(err);
           this.ports.log.compact(e.snapshot, (err2) => {
             if (err2) return this.fail(err2);

@@ -179,8 +179,9 @@ export class SimNode {
   api: ApiHandlers | null = null;
   pending: PendingTable | null = null;
   takenSnapshot: SimState | null = null;
-  /** A received snapshot the executor installs; written to disk with the log's reset. */
-  pendingRestore: SimState | null = null;
+  /** Received snapshots the executor installs, in order: each written to disk with the log's
+   * reset (its `compact`). */
+  pendingRestores: { readonly index: number; readonly data: SimState }[] = [];
   /** [fault] The process is stopped (SIGSTOP) until then: it neither ticks nor handles
    * anything; what reaches it waits in `inbox`, and it resumes with the state it had. */
   pausedUntil = 0;
@@ -462,7 +463,7 @@ export class Simulation {
     node.writes = [];
     node.proposalAt.clear();
     node.takenSnapshot = null;
-    node.pendingRestore = null;
+    node.pendingRestores = [];
     node.pausedUntil = 0;
     node.inbox = [];
     node.machine = raftReader(() => node.snap!, node.disk.log);
@@ -519,11 +520,11 @@ export class Simulation {
               done,
             ),
           compact: (snapshot, done) => {
-            const restored = node.pendingRestore;
-            if (restored !== null) {
-              // A received snapshot: the tree and the log's reset become durable together.
-              node.pendingRestore = null;
-              return this.startWrite(node, { type: 'restore', snapshot, data: restored }, done);
+            const restored = node.pendingRestores[0];
+            if (restored?.index === snapshot.index) {
+              // A received snapshot: the log's reset (the tree restored it already, or was past it).
+              node.pendingRestores.shift();
+              return this.startWrite(node, { type: 'restore', snapshot, data: restored.data }, done);
             }
             // The log drops what a snapshot of this node covers; the tree was synced for it.
             const taken = node.takenSnapshot;
@@ -565,7 +566,6 @@ export class Simulation {
             }
             node.sm = { ...s };
             node.applied = s.applied;
-            node.pendingRestore = s;
             this.sessions?.restored(node);
             done(null, s.applied);
           },
@@ -726,6 +726,10 @@ export class Simulation {
           const seq = (node.pending?.writes.get(e.ids[i]!)?.reply as SimReply | undefined)?.write;
           if (seq !== undefined) this.workload.proposed(seq, e.index + i, e.term);
         }
+      // A received snapshot: written to disk with the log's reset (the tree restores it first,
+      // unless it is already past it).
+      if (e.type === 'restore')
+        node.pendingRestores.push({ index: e.snapshot.index, data: e.data as SimState });
       node.executor!.effect(e);
       if (e.type === 'apply' && node.sm.applied !== node.applied)
         node.sm = { ...node.sm, applied: node.applied };
