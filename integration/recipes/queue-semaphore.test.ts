@@ -46,11 +46,11 @@ test.serial(
       'none completed twice',
     );
     for (const p of consumers) await p.kill('SIGKILL');
-    t.is(
-      all.reduce((s, p) => s + lines(p, /^acked /m).length, 0),
-      150,
-      'exactly 150 acknowledgements succeeded',
-    );
+    // A process killed between its acknowledgement's commit and printing it loses the line:
+    // at most one per kill (4 mid-run, 3 at the end). None may succeed twice.
+    const acked = all.reduce((s, p) => s + lines(p, /^acked /m).length, 0);
+    t.true(acked <= 150, `${acked} acknowledgements succeeded: some item twice`);
+    t.true(acked >= 150 - 7, `${acked} acknowledgements printed: more lost than kills`);
     const claims = (await history(c, '/qs/jobs/claims/', from)).filter((e) => e.type === 'put').length;
     t.log(
       `150 items completed by ${n} consumer processes; ${claims - 150} items handed out again after a kill`,
