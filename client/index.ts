@@ -412,6 +412,27 @@ export class Client implements AsyncDisposable {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Who may do what (admin only): key grants per NATS user, kept in the replicated tree.
+
+  /**
+   * Lets `user` read and/or write the keys starting with `prefix` (`/` for all), replacing an
+   * earlier grant on the same prefix. Options default to both.
+   */
+  async authGrant(user: string, prefix: string, perm: { read?: boolean; write?: boolean } = {}) {
+    return this.call('authGrant', { user, prefix, read: perm.read ?? true, write: perm.write ?? true });
+  }
+
+  /** Drops the grant of `user` on exactly `prefix`; `revoked` says whether there was one. */
+  async authRevoke(user: string, prefix: string) {
+    return this.call('authRevoke', { user, prefix });
+  }
+
+  /** Every grant (or those of `user`), by user then prefix. */
+  async authList(user?: string) {
+    return this.call('authList', user === undefined ? {} : { user });
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Watches.
 
   /**

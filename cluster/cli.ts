@@ -42,8 +42,13 @@ interface ClientOpts extends ConnectionOpts {
   timeout: string;
 }
 
-/** Where and as whom to connect, and `--json`. */
-function connectionOptions(cmd: Command): Command {
+/**
+ * Where and as whom to connect, and `--json`. Application commands connect as `client`
+ * (`ENSEMBLE_USER`, `ENSEMBLE_PASSWORD`), operator commands as `admin` (`ENSEMBLE_ADMIN_USER`,
+ * `ENSEMBLE_ADMIN_PASSWORD`); the password defaults to the user's development password.
+ */
+function connectionOptions(cmd: Command, as: 'client' | 'admin' = 'client'): Command {
+  const env = as === 'admin' ? 'ENSEMBLE_ADMIN' : 'ENSEMBLE';
   return cmd
     .addOption(
       new Option('--nats <urls>', 'NATS server URLs, comma-separated')
@@ -51,18 +56,22 @@ function connectionOptions(cmd: Command): Command {
         .default('nats://127.0.0.1:4222'),
     )
     .addOption(new Option('--cluster <name>', 'cluster name').env('ENSEMBLE_CLUSTER').default('dev'))
-    .addOption(new Option('--user <user>', 'NATS user').env('ENSEMBLE_USER').default('client'))
+    .addOption(new Option('--user <user>', 'NATS user').env(`${env}_USER`).default(as))
     .addOption(
       new Option('--password <password>', 'NATS password (default: the development password)').env(
-        'ENSEMBLE_PASSWORD',
+        `${env}_PASSWORD`,
       ),
     )
     .option('--json', 'print JSON for programs');
 }
 
-/** The options of a one-shot client command: the connection's and a request deadline. */
-function clientOptions(cmd: Command): Command {
-  return connectionOptions(cmd).option('--timeout <ms>', 'deadline per request, retries included', '10000');
+/** The options of a one-shot command: the connection's and a request deadline. */
+function clientOptions(cmd: Command, as: 'client' | 'admin' = 'client'): Command {
+  return connectionOptions(cmd, as).option(
+    '--timeout <ms>',
+    'deadline per request, retries included',
+    '10000',
+  );
 }
 
 /** Connects as the options say (the development password of the user unless one is given). */
@@ -297,6 +306,7 @@ clientOptions(program.command('status').description('status of the cluster, node
 
 clientOptions(
   program.command('members [action] [id]').description('list members, or add|promote|remove <id>'),
+  'admin',
 ).action((action: string | undefined, id: string | undefined, o) =>
   withClient(o, false, async (c) => {
     if (action === undefined) {
@@ -363,7 +373,10 @@ clientOptions(
     }
   });
 
-clientOptions(program.command('sessions').description('open sessions: id, TTL, ephemeral keys')).action((o) =>
+clientOptions(
+  program.command('sessions').description('open sessions: id, TTL, ephemeral keys'),
+  'admin',
+).action((o) =>
   withClient(o, false, async (c) => {
     const s = await c.status();
     if (!o.json) {
@@ -377,6 +390,7 @@ clientOptions(program.command('sessions').description('open sessions: id, TTL, e
 
 clientOptions(
   program.command('compact <revision>').description('drop history at and below a revision'),
+  'admin',
 ).action((rev: string, o) =>
   withClient(o, false, async (c) => {
     const r = await c.compact(Number(rev));
@@ -385,26 +399,72 @@ clientOptions(
   }).catch(fail),
 );
 
-clientOptions(program.command('transfer [to]').description('hand leadership to another voter')).action(
-  (to: string | undefined, o) =>
+clientOptions(
+  program.command('transfer [to]').description('hand leadership to another voter'),
+  'admin',
+).action((to: string | undefined, o) =>
+  withClient(o, false, async (c) => {
+    const r = await c.transferLeader(to);
+    if (!o.json) console.log(`leader is now ${r.leader}`);
+    return r;
+  }).catch(fail),
+);
+
+const auth = program.command('auth').description('who may do what: key grants per NATS user (admin)');
+clientOptions(
+  auth
+    .command('grant <user> <prefix>')
+    .description('let <user> read and write keys starting with <prefix> (/ for all)')
+    .option('--read-only', 'read only')
+    .option('--write-only', 'write only'),
+  'admin',
+).action((user: string, prefix: string, o) =>
+  withClient(o, false, async (c) => {
+    const perm = { read: !o.writeOnly, write: !o.readOnly };
+    if (!perm.read && !perm.write) throw new TypeError('--read-only and --write-only exclude each other');
+    const r = await c.authGrant(user, prefix, perm);
+    if (!o.json)
+      console.log(
+        `${user} may ${[perm.read && 'read', perm.write && 'write'].filter(Boolean).join(' and ')} ${prefix}…`,
+      );
+    return r;
+  }).catch(fail),
+);
+clientOptions(
+  auth.command('revoke <user> <prefix>').description('drop the grant of <user> on <prefix>'),
+  'admin',
+).action((user: string, prefix: string, o) =>
+  withClient(o, false, async (c) => {
+    const r = await c.authRevoke(user, prefix);
+    if (!o.json)
+      console.log(r.revoked ? `revoked ${user} on ${prefix}` : `${user} had no grant on ${prefix}`);
+    return r;
+  }).catch(fail),
+);
+clientOptions(auth.command('list [user]').description('grants, by user then prefix'), 'admin').action(
+  (user: string | undefined, o) =>
     withClient(o, false, async (c) => {
-      const r = await c.transferLeader(to);
-      if (!o.json) console.log(`leader is now ${r.leader}`);
-      return r;
+      const r = await c.authList(user);
+      if (!o.json) {
+        if (r.grants.length === 0) console.log('no grants');
+        for (const g of r.grants)
+          console.log(`${g.user.padEnd(12)} ${g.read ? 'r' : '-'}${g.write ? 'w' : '-'}  ${g.prefix}`);
+      }
+      return r.grants;
     }).catch(fail),
 );
 
-const admin = program.command('admin').description('operator tools that need the peer credential');
+const admin = program.command('admin').description('operator tools that need the admin credential');
 connectionOptions(
   admin
     .command('stop-actor <node> <actor>')
     .description(
       'chaos: stop one actor of a node started with --chaos (transport, api, sessions, watches, ticker restart; raft, executor stop the node)',
     ),
+  'admin',
 ).action(async (node: string, actor: string, o) => {
-  const user = o.user === 'client' ? 'peer' : (o.user as string);
-  const pass =
-    o.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+  const user = o.user as string;
+  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
   const { connect: natsConnect } = await import('@nats-io/transport-node');
   const nc = await natsConnect({
     servers: String(o.nats).split(','),

@@ -119,6 +119,7 @@ export function nodeRegistry(node: EnsembleNode): Registry {
       ...Object.entries(d).map(([reason, v]) => ['peer', reason, v] as [string, string, number]),
       ['client', 'invalid', a().badInput],
       ['client', 'forgedKeepalive', a().forgedKeepalives],
+      ['client', 'permissionDenied', a().denied],
       ['raft', 'unexpected', raft().stats.dropped],
     ];
     for (const [source, reason, v] of rows) {

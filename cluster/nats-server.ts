@@ -20,7 +20,15 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type NatsUser, natsPermissions, natsUsers } from '../protocol/index.ts';
+import {
+  type NatsExport,
+  type NatsUser,
+  natsAccount,
+  natsExports,
+  natsImports,
+  natsPermissions,
+  natsUsers,
+} from '../protocol/index.ts';
 import { adopt } from './children.ts';
 
 /** `nats.conf` at the root of the repository: the config `ensemble up` and the tests start. */
@@ -186,6 +194,7 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 /** Development passwords, used when the environment sets none. Never use them in production. */
 export const DEV_PASSWORDS: Readonly<Record<NatsUser, string>> = {
   peer: 'ensemble-peer-dev',
+  admin: 'ensemble-admin-dev',
   client: 'ensemble-client-dev',
   client2: 'ensemble-client2-dev',
 };
@@ -212,27 +221,51 @@ export function natsServerEnv(env: NodeJS.ProcessEnv = process.env): Record<stri
 
 const quoteList = (xs: readonly string[]): string => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
 
+const exportLine = (e: NatsExport, account?: string): string => {
+  const subject = JSON.stringify(e.subject);
+  if (account !== undefined)
+    return e.kind === 'service'
+      ? `      { service: { account: ENSEMBLE, subject: ${subject} }, share: true }`
+      : `      { stream: { account: ENSEMBLE, subject: ${subject} } }`;
+  const extra = [
+    ...(e.accounts ? [`accounts: ${quoteList(e.accounts).replaceAll('"', '')}`] : []),
+    ...(e.responseType ? [`response_type: ${e.responseType}`] : []),
+  ];
+  return `      { ${e.kind}: ${subject}${extra.map((x) => `, ${x}`).join('')} }`;
+};
+
 /**
- * The `authorization` block of nats.conf, generated from the subject table's permissions
- * (`natsPermissions`): one user per `natsUsers` entry, passwords from `$ENSEMBLE_<USER>_PASSWORD`.
- * nats.conf holds this text verbatim; a test keeps the two equal.
+ * The `accounts` block of nats.conf, generated from the subject table (`natsExports`,
+ * `natsImports`, `natsPermissions`): one account per `natsUsers` entry (the nodes in `ENSEMBLE`),
+ * passwords from `$ENSEMBLE_<USER>_PASSWORD`. nats.conf holds this text verbatim; a test keeps the
+ * two equal.
  */
-export function renderAuthorization(): string {
-  const users = natsUsers.map((user) => {
+export function renderAccounts(): string {
+  const blocks = natsUsers.map((user) => {
     const p = natsPermissions(user);
+    const account = natsAccount(user);
+    const ports =
+      user === 'peer'
+        ? ['    exports: [', ...natsExports().map((e) => exportLine(e)), '    ]']
+        : ['    imports: [', ...natsImports(user).map((e) => exportLine(e, account)), '    ]'];
     return [
-      '    {',
-      `      user: ${user}`,
-      `      password: $${passwordEnv(user)}`,
-      '      permissions: {',
-      `        publish: { allow: ${quoteList(p.publish)} }`,
-      `        subscribe: { allow: ${quoteList(p.subscribe)} }`,
-      ...(p.allowResponses ? ['        allow_responses: true'] : []),
+      `  ${account}: {`,
+      '    users: [',
+      '      {',
+      `        user: ${user}`,
+      `        password: $${passwordEnv(user)}`,
+      '        permissions: {',
+      `          publish: { allow: ${quoteList(p.publish)} }`,
+      `          subscribe: { allow: ${quoteList(p.subscribe)} }`,
+      ...(p.allowResponses ? ['          allow_responses: true'] : []),
+      '        }',
       '      }',
-      '    }',
+      '    ]',
+      ...ports,
+      '  }',
     ].join('\n');
   });
-  return ['authorization {', '  users: [', ...users, '  ]', '}'].join('\n');
+  return ['accounts {', ...blocks, '}'].join('\n');
 }
 
 export interface NatsRouteOptions {
@@ -247,7 +280,11 @@ export interface NatsRouteOptions {
 export interface NatsServerOptions {
   /** Client port on 127.0.0.1 (default: a free port). */
   readonly port?: number;
-  /** HTTP monitoring port on 127.0.0.1 (default: a free port). */
+  /**
+   * HTTP monitoring port on 127.0.0.1. Default: none for a single server (its /connz would list
+   * every connection's subscriptions to any local user), a free port for a server of a cluster
+   * (route readiness is read from /routez).
+   */
   readonly monitorPort?: number;
   /** Config file (default: nats.conf of this repository); `null` runs without one (no auth). */
   readonly config?: string | null;
@@ -269,7 +306,8 @@ export interface NatsServer extends AsyncDisposable {
   /** Every client URL of this server (one). For a cluster, see `NatsCluster.urls`. */
   readonly urls: readonly string[];
   readonly port: number;
-  readonly monitorUrl: string;
+  /** `http://127.0.0.1:<port>`, or `null` without monitoring. */
+  readonly monitorUrl: string | null;
   /** Route URL other servers join through, when started with `cluster`. */
   readonly routeUrl: string | null;
   /** Pid of the current process (changes on `restart`); `null` once stopped. */
@@ -397,9 +435,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 
   for (let attempt = 0; ; attempt++) {
     const port = options.port ?? (await freePort());
-    const monitorPort = options.monitorPort ?? (await freePort());
+    const monitorPort = options.monitorPort ?? (options.cluster ? await freePort() : null);
     const routePort = options.cluster ? (options.cluster.port ?? (await freePort())) : null;
-    const args = ['-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort)];
+    const args = ['-a', '127.0.0.1', '-p', String(port)];
+    if (monitorPort !== null) args.push('-m', String(monitorPort));
     if (config !== null) args.unshift('-c', config);
     if (options.cluster) {
       args.push('--cluster_name', options.cluster.name ?? 'ensemble');
@@ -436,7 +475,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       url,
       urls: [url],
       port,
-      monitorUrl: `http://127.0.0.1:${monitorPort}`,
+      monitorUrl: monitorPort === null ? null : `http://127.0.0.1:${monitorPort}`,
       routeUrl: routePort === null ? null : `nats://127.0.0.1:${routePort}`,
       logFile,
       get pid() {
@@ -482,7 +521,8 @@ export interface NatsCluster extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-async function routeCount(monitorUrl: string): Promise<number> {
+async function routeCount(monitorUrl: string | null): Promise<number> {
+  if (monitorUrl === null) return -1;
   try {
     const res = await fetch(`${monitorUrl}/routez`, { signal: AbortSignal.timeout(1000) });
     const body = (await res.json()) as { num_routes?: number };

@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { connect } from '../client/index.ts';
+import { type Client, connect } from '../client/index.ts';
 import { natsUsers } from '../protocol/index.ts';
 import { stopChildren } from './children.ts';
 import {
@@ -144,8 +144,8 @@ export async function runUp(a: UpArgs): Promise<void> {
   const client = await connect({
     servers: urls,
     cluster,
-    user: 'client',
-    pass: natsCredentials('client').pass,
+    user: 'admin',
+    pass: natsCredentials('admin').pass,
     session: false,
     timeoutMs: 30_000,
   });
@@ -160,11 +160,23 @@ export async function runUp(a: UpArgs): Promise<void> {
     }
     if (leader === null) await new Promise((r) => setTimeout(r, 200));
   }
+  // A new cluster grants nothing (as etcd with auth on): the development set-up lets the two
+  // application users read and write every key, once, so the quick start works as it is.
+  let granted: string[] = [];
+  if (leader !== null) {
+    try {
+      granted = await devGrants(client);
+    } catch (err) {
+      console.error(`warning: could not set the development grants: ${(err as Error).message}`);
+    }
+  }
   await client.close();
   if (leader === null) {
     console.error('no leader within 60 s');
     return stopAll(1);
   }
+  if (granted.length > 0)
+    say(`no grants yet: ${granted.join(' and ')} may read and write every key (ensemble auth list / revoke)`);
   const info = {
     cluster,
     nats: urls,
@@ -189,4 +201,15 @@ export async function runUp(a: UpArgs): Promise<void> {
     console.log(`      npm run ensemble -- status${flags}`);
     console.log('Ctrl-C stops everything.');
   }
+}
+
+/** Users the development set-up lets read and write every key when a cluster has no grant yet. */
+export const DEV_GRANTS = ['client', 'client2'] as const;
+
+/** Grants `DEV_GRANTS` all of `/` if the cluster has no grant at all; returns whom it granted. */
+export async function devGrants(admin: Client): Promise<string[]> {
+  const { grants } = await admin.authList();
+  if (grants.length > 0) return [];
+  for (const user of DEV_GRANTS) await admin.authGrant(user, '/');
+  return [...DEV_GRANTS];
 }

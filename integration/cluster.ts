@@ -7,6 +7,8 @@ import type { TestFn } from 'ava';
 import { type Client, connect } from '../client/index.ts';
 import { natsCredentials } from '../cluster/nats-server.ts';
 import { nodeArgs } from '../cluster/node-command.ts';
+import { devGrants } from '../cluster/up.ts';
+import type { NatsUser } from '../protocol/index.ts';
 import { type Harness, type ManagedProcess, startHarness } from './harness.ts';
 
 export interface ClusterOptions {
@@ -37,6 +39,8 @@ export class TestCluster {
     const c = new TestCluster(h, ids, o.cluster ?? 'it', flags);
     for (const id of ids) await c.startNode(id, ids);
     await c.waitForLeader();
+    // As `ensemble up` does: the application users may read and write every key.
+    await devGrants(await c.client({ session: false, user: 'admin' }));
     return c;
   }
 
@@ -64,18 +68,24 @@ export class TestCluster {
   }
 
   async client(
-    options: { session?: boolean; sessionTtlMs?: number; timeoutMs?: number } = {},
+    options: { session?: boolean; sessionTtlMs?: number; timeoutMs?: number; user?: NatsUser } = {},
   ): Promise<Client> {
+    const { user = 'client', ...rest } = options;
     const c = await connect({
       servers: [...this.h.natsUrls],
       cluster: this.name,
-      user: 'client',
-      pass: natsCredentials('client').pass,
+      user,
+      pass: natsCredentials(user).pass,
       timeoutMs: options.timeoutMs ?? 20_000,
-      ...options,
+      ...rest,
     });
     this.clients.push(c);
     return c;
+  }
+
+  /** An admin's client (membership, leader transfer, compaction, grants). */
+  admin(): Promise<Client> {
+    return this.client({ session: false, user: 'admin' });
   }
 
   /** Waits until every running node names the same leader; returns it. */

@@ -37,6 +37,7 @@ import {
   text,
   token,
   ttlMs,
+  userName,
   value,
 } from './schema.ts';
 
@@ -241,6 +242,9 @@ const listKey: Rule<string, false> = {
   parse: (v, at, l) => key(true).parse(absent(v) ? '/' : v, at, l),
 };
 
+/** Whom and which keys a grant is about. */
+export const grantFields = { user: userName, prefix };
+
 const ownSession = {
   session: sessionId,
   /** The session's secret: only its holder may act on it. */
@@ -314,6 +318,17 @@ export const requests = {
   watchAck: obj({ id: token('watch id'), ...ownSession, seq: count(), shared: flag }),
   /** Drops history at and below `revision` (watches and past reads below it get COMPACTED). */
   compact: obj({ revision: count(1) }),
+  /**
+   * Sets what `user` may do with keys starting with the raw string `prefix` (`/` for every key):
+   * `read` (get, list, range, watch, txn compares and gets) and `write` (put, delete, sequential
+   * creates, txn puts and deletes). Replaces an earlier grant of the same user and prefix. A
+   * request is allowed when one grant of its user covers every key it may touch.
+   */
+  authGrant: obj({ ...grantFields, read: flag, write: flag }),
+  /** Drops the grant of `user` on `prefix` (exactly that prefix). */
+  authRevoke: obj(grantFields),
+  /** Every grant, by user (or of one `user`). */
+  authList: obj({ user: opt(userName) }),
 };
 
 /** Every operation's request body. */
@@ -453,11 +468,23 @@ export interface ApiResults {
   watchCancel: { readonly cancelled: boolean };
   watchAck: Record<string, never>;
   compact: { readonly compactRevision: number; readonly revision: number };
+  authGrant: WriteResult & { readonly user: string; readonly prefix: string };
+  authRevoke: WriteResult & { readonly user: string; readonly prefix: string; readonly revoked: boolean };
+  authList: { readonly grants: readonly Grant[]; readonly revision: number };
+}
+
+/** What one user may do with the keys starting with `prefix`. */
+export interface Grant {
+  readonly user: string;
+  readonly prefix: string;
+  readonly read: boolean;
+  readonly write: boolean;
 }
 
 /**
  * How a node serves an op: `write` through the log on the leader; `read` by ReadIndex (or
- * locally when `serializable`); `admin` on the leader (membership, leader transfer); `local` on
+ * locally when `serializable`); `admin` on the leader, for admins only (membership, leader
+ * transfer, compaction, grants); `local` on
  * the node that receives it.
  */
 export type OpKind = 'write' | 'read' | 'admin' | 'local';
@@ -481,7 +508,10 @@ export const opKinds: { readonly [K in Op]: OpKind } = {
   watch: 'local',
   watchCancel: 'local',
   watchAck: 'local',
-  compact: 'write',
+  compact: 'admin',
+  authGrant: 'admin',
+  authRevoke: 'admin',
+  authList: 'admin',
 };
 
 export const ops: readonly Op[] = Object.keys(opKinds) as Op[];

@@ -16,6 +16,7 @@ import {
   checkTag,
   checkTxn,
   deleteFields,
+  grantFields,
   putFields,
   sequentialFields,
   tagFields,
@@ -28,6 +29,7 @@ import {
   type ApiLimits,
   count,
   defaultApiLimits,
+  flag,
   isBytes,
   obj,
   oneOf,
@@ -55,6 +57,8 @@ export const commands = {
   /** Proposed by the leader's session keeper once the session's expiry is confirmed. */
   sessionExpire: obj({ id: sessionId }),
   compact: obj({ revision: count() }),
+  authGrant: obj({ ...grantFields, read: flag, write: flag }),
+  authRevoke: obj(grantFields),
 };
 
 const command = oneOf(commands);
@@ -123,6 +127,10 @@ export function commandOf(
       return { op: 'sessionClose', id: v.request.id };
     case 'compact':
       return { op: 'compact', revision: v.request.revision };
+    case 'authGrant':
+      return { op: 'authGrant', ...v.request };
+    case 'authRevoke':
+      return { op: 'authRevoke', ...v.request };
     default:
       return null;
   }

@@ -11,6 +11,9 @@ import {
   NoQuorumError,
   NotFoundError,
   NotLeaderError,
+  PermissionDeniedError,
+  QuotaExceededError,
+  RateLimitedError,
   SessionExpiredError,
   TimeoutError,
   TooLargeError,
@@ -35,6 +38,9 @@ const samples: EnsembleError[] = [
   new ExistsError('/x'),
   new UnknownOpError('frob'),
   new InternalError('boom', 'SOME_FUTURE_CODE'),
+  new PermissionDeniedError('client2', 'no write grant on /a'),
+  new QuotaExceededError('sessionsPerUser', 1000),
+  new RateLimitedError(250),
 ];
 
 samples.forEach((err, i) => {

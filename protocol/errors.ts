@@ -22,6 +22,9 @@ export type ErrorCode =
   | 'UNKNOWN_OP'
   | 'LIMIT_EXCEEDED'
   | 'WATCH_BEHIND'
+  | 'PERMISSION_DENIED'
+  | 'QUOTA_EXCEEDED'
+  | 'RATE_LIMITED'
   | 'INTERNAL'
   | 'UNSUPPORTED_VERSION'
   | 'WRONG_CLUSTER';
@@ -297,6 +300,9 @@ const builders: Record<ErrorCode, (w: Record<string, unknown>, message: string) 
   WRONG_CLUSTER: (w, m) => new WrongClusterError(str(w.cluster, ''), str(w.got, ''), m),
   LIMIT_EXCEEDED: (w, m) => new LimitExceededError(str(w.limit, ''), num(w.max, 0), m),
   WATCH_BEHIND: (w, m) => new WatchBehindError(num(w.revision, 0), m),
+  PERMISSION_DENIED: (w, m) => new PermissionDeniedError(str(w.user, ''), m),
+  QUOTA_EXCEEDED: (w, m) => new QuotaExceededError(str(w.quota, ''), num(w.max, 0), m),
+  RATE_LIMITED: (w, m) => new RateLimitedError(num(w.retryAfterMs, 0), m),
 };
 
 export function isErrorCode(code: unknown): code is ErrorCode {
@@ -385,5 +391,62 @@ export class WatchBehindError extends EnsembleError {
   }
   protected override extra() {
     return { revision: this.revision };
+  }
+}
+
+/**
+ * The caller may not do this: an admin op asked by a client, or a key (or prefix, or a branch of
+ * a txn, or a watch target) outside the caller's grants. Nothing was done; asking again is useless
+ * until an admin grants it.
+ */
+export class PermissionDeniedError extends EnsembleError {
+  readonly code = 'PERMISSION_DENIED' as const;
+  override readonly name = 'PermissionDeniedError';
+  constructor(
+    readonly user: string,
+    message = `permission denied to ${JSON.stringify(user)}`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { user: this.user };
+  }
+}
+
+/**
+ * A quota is used up (`quota` names it: `databaseBytes`, `sessionsPerUser`, `keysPerSession`,
+ * `keysPerUser`, `watchesPerSession`; `max` is its value). Nothing was done. Deletes and
+ * compaction still work, so room can be made.
+ */
+export class QuotaExceededError extends EnsembleError {
+  readonly code = 'QUOTA_EXCEEDED' as const;
+  override readonly name = 'QuotaExceededError';
+  constructor(
+    readonly quota: string,
+    readonly max: number,
+    message = `quota ${quota} of ${max} is used up`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { quota: this.quota, max: this.max };
+  }
+}
+
+/** The caller sent more requests than its rate allows; nothing was done; retry after `retryAfterMs`. */
+export class RateLimitedError extends EnsembleError {
+  readonly code = 'RATE_LIMITED' as const;
+  override readonly name = 'RateLimitedError';
+  constructor(
+    readonly retryAfterMs: number,
+    message = `rate limited; retry after ${retryAfterMs} ms`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { retryAfterMs: this.retryAfterMs };
   }
 }

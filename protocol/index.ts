@@ -4,6 +4,7 @@
  * nodes (actors/, cluster/) and by clients (client/); depends on nothing else in the repository.
  */
 export * from './api.ts';
+export * from './caller.ts';
 export * from './codec.ts';
 export * from './command.ts';
 export * from './errors.ts';

@@ -263,6 +263,13 @@ export const token = (what: string): Rule<string, false> =>
     return v;
   });
 
+/** A NATS user name a grant names: 1 to 128 characters of `[A-Za-z0-9_.@-]` (nkeys included). */
+export const userName: Rule<string, false> = rule((v, at) => {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9_.@-]{1,128}$/.test(v))
+    throw new BadRequestError(`${at} must be a NATS user name ([A-Za-z0-9_.@-]{1,128})`);
+  return v;
+});
+
 /** A literal subject below a client's inbox: where a node may deliver on a client's behalf. */
 export const inbox: Rule<string, false> = rule((v, at) => {
   if (!isClientInbox(v)) throw new BadRequestError(`${at} must be a literal subject below the client inbox`);

@@ -131,5 +131,5 @@ test('permissions: each client reads only its own inbox; peers read theirs and a
   t.true(allowed(peer.publish, '_INBOX.client.K.1'), 'peers reply into client inboxes');
   t.true(allowed(peer.subscribe, '_INBOX.peer.K.1'));
   t.false(allowed(peer.subscribe, '_INBOX.client.K.1'));
-  t.deepEqual([...natsUsers], ['peer', 'client', 'client2']);
+  t.deepEqual([...natsUsers], ['peer', 'admin', 'client', 'client2']);
 });

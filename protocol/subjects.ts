@@ -33,8 +33,14 @@ export const INBOX_ROOT = '_INBOX';
 /** The NATS user that node processes connect as. */
 export const PEER_USER = 'peer';
 
-/** The NATS users nats.conf defines: one for nodes, two client applications (one inbox each). */
-export const natsUsers = ['peer', 'client', 'client2'] as const;
+/** The NATS user of operators: admin ops (membership, leader transfer, compaction, auth). */
+export const ADMIN_USER = 'admin';
+
+/**
+ * The NATS users nats.conf defines: the nodes, an operator, two client applications. Each lives in
+ * its own NATS account (`natsAccount`), so the server keeps their subjects apart.
+ */
+export const natsUsers = ['peer', 'admin', 'client', 'client2'] as const;
 export type NatsUser = (typeof natsUsers)[number];
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -202,32 +208,81 @@ export interface UserPermissions {
 
 /**
  * Applications' own subjects (`app.>`): client users may publish, subscribe and answer requests
- * there, so services registered in Ensemble can also call each other over the same NATS (the
- * examples do). Ensemble itself never uses them.
+ * there, within their own account, so the processes of one application can call each other over
+ * the same NATS (the examples do). Ensemble itself never uses them.
  */
 export const APP_SUBJECTS = 'app.>';
 
+/** The NATS account a user lives in: `ENSEMBLE` for the nodes, the user's name in capitals else. */
+export const natsAccount = (user: string): string => (user === PEER_USER ? 'ENSEMBLE' : user.toUpperCase());
+
+/** The header nats-server adds to a request that crossed a `share: true` service import. */
+export const REQUEST_INFO_HEADER = 'Nats-Request-Info';
+
+/** One export of the nodes' account: a service (requests in) or a stream (messages out). */
+export interface NatsExport {
+  readonly kind: 'service' | 'stream';
+  readonly subject: string;
+  /** The accounts that may import it (all when absent). */
+  readonly accounts?: readonly string[];
+  /** `stream`: a request may get several answers (service discovery). */
+  readonly responseType?: 'stream';
+}
+
+const apiServices = (p: string): string[] => [`${p}.api.*`, `${p}.node.*.api.*`, `${p}.session.keepalive`];
+const clientUsers = natsUsers.filter((u) => u !== PEER_USER);
+
 /**
- * The NATS permissions of a user, as patterns over `prefixPattern` (default `ensemble.*`: every
- * cluster under the default root). Peers may use every subject of the cluster, reply to and
- * deliver watch events into any inbox, read their own inbox, and answer service discovery
- * (`$SRV`). Clients may publish API requests and keepalives and service-discovery requests, and
- * subscribe below their own inbox and to the shared watch streams; on the applications' subjects
- * (`app.>`) they may publish, subscribe and answer requests.
+ * What the nodes' account (`ENSEMBLE`) offers the others. Requests come in through services
+ * imported with `share: true`, so nats-server adds a `Nats-Request-Info` header naming the
+ * account and user that sent each one (a client cannot forge it: the server replaces it), and
+ * maps the reply subject so the answer can reach only the sender's own account. Watch events go
+ * out as streams: `_INBOX.<user>.>` is exported to that user's account alone, and a node delivers
+ * a watch only below the inbox of the user who opened it.
+ */
+export function natsExports(prefixPattern = `${DEFAULT_ROOT}.*`): NatsExport[] {
+  return [
+    ...apiServices(prefixPattern).map((subject) => ({ kind: 'service' as const, subject })),
+    { kind: 'service', subject: '$SRV.>', responseType: 'stream' },
+    { kind: 'service', subject: `${prefixPattern}.node.*.admin.*`, accounts: [natsAccount(ADMIN_USER)] },
+    { kind: 'stream', subject: `${prefixPattern}.watch.*.*` },
+    ...clientUsers.map((u) => ({
+      kind: 'stream' as const,
+      subject: `${inboxPrefix(u)}.>`,
+      accounts: [natsAccount(u)],
+    })),
+  ];
+}
+
+/** What a user's account imports from `ENSEMBLE`: the exports it is allowed. */
+export function natsImports(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`): NatsExport[] {
+  if (user === PEER_USER) return [];
+  const account = natsAccount(user);
+  return natsExports(prefixPattern).filter((e) => e.accounts === undefined || e.accounts.includes(account));
+}
+
+/**
+ * The NATS permissions of a user inside its own account, as patterns over `prefixPattern` (default
+ * `ensemble.*`: every cluster under the default root). Peers may use every subject of the
+ * cluster, deliver watch events into any client inbox (each exported to its user's account
+ * only), read their own inbox, answer requests (replies through the server's import mapping) and
+ * service discovery (`$SRV`). Clients may publish API requests, keepalives and service-discovery
+ * requests, and subscribe below their own inbox and to the shared watch streams; on the
+ * applications' subjects (`app.>`) they may publish, subscribe and answer requests. The admin may
+ * also publish the nodes' admin (chaos) subjects.
  */
 export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`): UserPermissions {
-  if (user === 'peer') {
+  if (user === PEER_USER) {
     return {
       publish: [`${prefixPattern}.>`, `${INBOX_ROOT}.>`],
       subscribe: [`${prefixPattern}.>`, `${inboxPrefix(PEER_USER)}.>`, '$SRV.>'],
-      allowResponses: false,
+      allowResponses: true,
     };
   }
   return {
     publish: [
-      `${prefixPattern}.api.*`,
-      `${prefixPattern}.node.*.api.*`,
-      `${prefixPattern}.session.keepalive`,
+      ...apiServices(prefixPattern),
+      ...(user === ADMIN_USER ? [`${prefixPattern}.node.*.admin.*`] : []),
       '$SRV.>',
       APP_SUBJECTS,
     ],

@@ -22,16 +22,20 @@ import {
 import {
   type ApiResults,
   BadRequestError,
+  type Caller,
   type Command,
   commandOf,
   EnsembleError,
   encodeCommand,
   InternalError,
+  mayDeliverTo,
   NotLeaderError,
   type Outcome,
   PAGE_BYTES,
   PAGE_DEFAULT,
   PAGE_MAX,
+  PEER_CALLER,
+  PermissionDeniedError,
   SessionExpiredError,
   SUPPORTED_PROTOCOL_VERSIONS,
   type ValidRequest,
@@ -39,6 +43,7 @@ import {
 import type { ApplyOutcome, KeyTree, SessionInfo } from '../../storage/index.ts';
 import type { Applier } from '../applier.ts';
 import type { WatchHub } from '../watches.ts';
+import { authorize } from './auth.ts';
 import { type PendingRead, type PendingTable, settleReads } from './pending.ts';
 import type { Answer, ApiCounters, Reply } from './reply.ts';
 
@@ -79,17 +84,33 @@ export class ApiHandlers {
 
   constructor(private readonly p: HandlerPorts) {}
 
-  /** Serves a valid request routed to this node. Never throws. */
-  dispatch(v: ValidRequest, reply: Reply): void {
-    const { answer, watches } = this.p;
+  /**
+   * Serves a valid request routed to this node, if `caller` may make it (`authorize`: admin ops,
+   * key grants; a watch delivers only to the caller's own inbox). Never throws.
+   */
+  dispatch(v: ValidRequest, reply: Reply, caller: Caller = PEER_CALLER): void {
+    const { answer, watches, tree } = this.p;
     try {
+      const denied = authorize(v, caller, (user) => tree.grants(user));
+      if (denied !== null) {
+        this.p.counters.denied++;
+        return answer(reply, { error: denied });
+      }
       switch (v.op) {
         case 'get':
         case 'list':
         case 'range':
           return this.read(v, reply);
         case 'status':
-          return answer(reply, { result: this.status() });
+          return answer(reply, { result: this.status(caller.kind !== 'client') });
+        case 'authList': {
+          const user = v.request.user;
+          return this.barrier((ok) =>
+            ok
+              ? answer(reply, { result: { grants: tree.grants(user), revision: tree.revision } })
+              : answer(reply, { error: new NotLeaderError(this.p.machine.context().leader) }),
+          );
+        }
         case 'sessionKeepalive': {
           const s = this.knownSession(v.request.id, v.request.secret);
           if (s === null) return answer(reply, { error: new SessionExpiredError(v.request.id) });
@@ -98,6 +119,12 @@ export class ApiHandlers {
         }
         case 'watch': {
           const r = v.request;
+          if (!mayDeliverTo(caller, r.inbox)) {
+            this.p.counters.denied++;
+            return answer(reply, {
+              error: new PermissionDeniedError(caller.user, `${r.inbox} is not an inbox of ${caller.user}`),
+            });
+          }
           // A ReadIndex round first: the watch starts from state at least as new as anything
           // acknowledged before it (a compaction included), even on a lagging follower.
           return this.barrier(() =>
@@ -410,7 +437,8 @@ export class ApiHandlers {
     }
   }
 
-  status(): ApiResults['status'] {
+  /** This node's view; session ids only for a `trusted` caller (a peer or an admin). */
+  status(trusted = true): ApiResults['status'] {
     const c = this.p.machine.context();
     const role = this.p.machine.role();
     return {
@@ -426,10 +454,12 @@ export class ApiHandlers {
       members: currentConfig(c),
       electionTimeoutMs: c.opts.electionTicks * this.p.tickMs,
       protocol: SUPPORTED_PROTOCOL_VERSIONS,
-      sessions: this.p.tree
-        .sessions()
-        .slice(0, 1000)
-        .map((x) => ({ id: x.id, ttlMs: x.ttlMs, ephemeralKeys: x.ephemeralKeys })),
+      sessions: trusted
+        ? this.p.tree
+            .sessions()
+            .slice(0, 1000)
+            .map((x) => ({ id: x.id, ttlMs: x.ttlMs, ephemeralKeys: x.ephemeralKeys }))
+        : [],
     };
   }
 }

@@ -8,7 +8,9 @@
  * - `P.peer.<self>.forward`: requests forwarded by followers (peers only, by nats.conf).
  * - `P.session.keepalive`: keepalives, heard by every node.
  * The API is announced as a NATS service (`$SRV` discovery). Every reply mirrors the request's
- * format (CBOR or JSON) and goes only to a client inbox. Bad input of any kind gets a typed error
+ * format (CBOR or JSON) and goes only to a client inbox or to the reply subject nats-server mapped
+ * for a request from another account. Who asks comes from nats-server's `Nats-Request-Info`
+ * header (protocol/caller.ts), never from the body; a forwarded request carries it to the leader. Bad input of any kind gets a typed error
  * (or, on the keepalive subject, is dropped and counted); nothing a client sends can throw out of
  * a handler.
  */
@@ -19,16 +21,20 @@ import pkg from '../../package.json' with { type: 'json' };
 import {
   type ApiLimits,
   BadRequestError,
+  type Caller,
+  callerOf,
   type DecodedEnvelope,
   decodeEnvelope,
   decodePeer,
   encodeDecodeError,
   encodePeer,
-  isClientInbox,
+  isReplySubject,
   LEADER_HEADER,
   NotLeaderError,
   opKinds,
   ops,
+  PermissionDeniedError,
+  REQUEST_INFO_HEADER,
   type Subjects,
   UnknownOutcomeError,
   validateRequest,
@@ -51,6 +57,8 @@ export interface IngressPorts {
   readonly handlers: ApiHandlers;
   readonly answer: Answer;
   readonly counters: ApiCounters;
+  /** Users treated as admins (default `DEFAULT_ADMINS`: `admin`). */
+  readonly admins?: readonly string[];
 }
 
 export class ApiIngress {
@@ -109,7 +117,7 @@ export class ApiIngress {
       format: decoded.format,
       base64: decoded.base64,
       respond: (bytes, leader) => {
-        if (!msg.reply || !isClientInbox(msg.reply)) return;
+        if (!msg.reply || !isReplySubject(msg.reply)) return;
         if (leader === undefined) msg.respond(bytes);
         else {
           const h = headers();
@@ -120,18 +128,25 @@ export class ApiIngress {
     };
     if (!decoded.ok) return this.refuse(reply, decoded);
     if (parsed === null) return this.p.answer(reply, { error: new BadRequestError('not an API subject') });
-    this.route(parsed.op, decoded.envelope.body, reply, anyNode ? msg : null);
+    const caller = callerOf(msg.headers?.get(REQUEST_INFO_HEADER), this.p.admins);
+    if (caller === null) {
+      this.p.counters.denied++;
+      return this.p.answer(reply, { error: new PermissionDeniedError('', 'the request names no NATS user') });
+    }
+    this.route(parsed.op, decoded.envelope.body, reply, anyNode ? msg : null, caller);
   }
 
   /** A request a follower forwarded: served here as if sent to this node directly. */
   private onForward(msg: Msg): void {
     const peer = decodePeer(msg.data, { cluster: this.p.cluster });
     if (!peer.ok || !msg.reply) return;
-    const b = peer.body as { op?: unknown; format?: unknown; data?: unknown };
+    const b = peer.body as { op?: unknown; format?: unknown; data?: unknown; caller?: unknown };
+    const caller = callerFrame(b.caller);
     if (
       typeof b.op !== 'string' ||
       !(b.data instanceof Uint8Array) ||
-      (b.format !== 'cbor' && b.format !== 'json')
+      (b.format !== 'cbor' && b.format !== 'json') ||
+      caller === null
     ) {
       this.p.counters.badInput++;
       return;
@@ -143,14 +158,14 @@ export class ApiIngress {
       respond: (bytes) => msg.respond(bytes),
     };
     if (!decoded.ok) return this.refuse(reply, decoded);
-    this.route(b.op, decoded.envelope.body, reply, null);
+    this.route(b.op, decoded.envelope.body, reply, null, caller);
   }
 
   /**
    * Validates, then serves here, forwards to the leader (`forwardable`: a request that came on the
    * any-node subject), or answers NOT_LEADER with the leader this node knows.
    */
-  private route(op: string, body: unknown, reply: Reply, forwardable: Msg | null): void {
+  private route(op: string, body: unknown, reply: Reply, forwardable: Msg | null, caller: Caller): void {
     const v = validateRequest(op, body, this.p.limits);
     if (!v.ok) {
       this.p.counters.badInput++;
@@ -160,10 +175,10 @@ export class ApiIngress {
     if ((kind === 'write' || kind === 'admin') && this.p.machine.role() !== 'leader') {
       const ctx = this.p.machine.context();
       if (forwardable !== null && ctx.leader !== null && ctx.leader !== this.p.self)
-        return this.forward(ctx.leader, v.op, forwardable, reply);
+        return this.forward(ctx.leader, v.op, forwardable, reply, caller);
       return this.p.answer(reply, { error: new NotLeaderError(ctx.leader) });
     }
-    this.p.handlers.dispatch(v, reply);
+    this.p.handlers.dispatch(v, reply, caller);
   }
 
   /**
@@ -172,12 +187,18 @@ export class ApiIngress {
    * time, or another leader is elected first (`leaderChanged`), the write may have been proposed:
    * UNKNOWN_OUTCOME at once, so the client retries under its session tag on the new leader.
    */
-  private forward(leader: NodeId, op: string, msg: Msg, reply: Reply): void {
+  private forward(leader: NodeId, op: string, msg: Msg, reply: Reply, caller: Caller): void {
     this.p.counters.forwarded++;
     const { nc, subjects, cluster } = this.p;
     const id = ++this.forwardSeq;
     this.forwards.set(id, { leader, reply });
-    const body = { op, format: reply.format, data: msg.data };
+    // Who asked travels with the request: the leader checks it as this node would have.
+    const body = {
+      op,
+      format: reply.format,
+      data: msg.data,
+      caller: { kind: caller.kind, user: caller.user },
+    };
     nc.request(subjects.forward(leader), encodePeer(body, cluster), {
       timeout: this.p.forwardTimeoutMs,
     }).then(
@@ -232,7 +253,15 @@ export class ApiIngress {
       return;
     }
     const outcome = this.p.handlers.keepalive(v.request.id, v.request.secret);
-    if (outcome !== null && msg.reply && isClientInbox(msg.reply))
+    if (outcome !== null && msg.reply && isReplySubject(msg.reply))
       this.p.answer({ format: d.format, base64: d.base64, respond: (bytes) => msg.respond(bytes) }, outcome);
   }
+}
+
+/** The caller a follower sent with a forwarded request (peers are trusted to tell the truth). */
+function callerFrame(c: unknown): Caller | null {
+  if (typeof c !== 'object' || c === null) return null;
+  const { kind, user } = c as { kind?: unknown; user?: unknown };
+  if ((kind !== 'peer' && kind !== 'admin' && kind !== 'client') || typeof user !== 'string') return null;
+  return { kind, user };
 }

@@ -23,6 +23,8 @@ export interface ApiCounters {
   readBatches: number;
   badInput: number;
   forgedKeepalives: number;
+  /** Requests refused for lack of permission (admin ops, grants, another user's inbox). */
+  denied: number;
 }
 
 export const newCounters = (): ApiCounters => ({
@@ -35,6 +37,7 @@ export const newCounters = (): ApiCounters => ({
   readBatches: 0,
   badInput: 0,
   forgedKeepalives: 0,
+  denied: 0,
 });
 
 /** The answer function of a node: encodes in the reply's format, counts errors. */

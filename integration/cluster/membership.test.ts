@@ -33,7 +33,7 @@ test.serial(
   async (t) => {
     const cluster = await TestCluster.start(harness, { cluster: 'members' });
     try {
-      const c = await cluster.client();
+      const c = await cluster.admin();
       for (let i = 0; i < 50; i++) await c.put(`/before/${i}`, String(i));
       cluster.ids.push('n4');
       await cluster.startNode('n4', null); // --join: empty, waits to be added
@@ -77,7 +77,7 @@ test.serial(
 test.serial('leadership transfers to the voter asked for', async (t) => {
   const cluster = await TestCluster.start(harness, { cluster: 'transfer' });
   try {
-    const c = await cluster.client();
+    const c = await cluster.admin();
     const leader = await cluster.waitForLeader();
     const to = cluster.ids.find((id) => id !== leader)!;
     const r = await c.transferLeader(to);
@@ -95,7 +95,7 @@ test.serial(
   async (t) => {
     const cluster = await TestCluster.start(harness, { cluster: 'wiped' });
     try {
-      const c = await cluster.client();
+      const c = await cluster.admin();
       await c.put('/a', '1');
       const leader = await cluster.waitForLeader();
       const victim = cluster.ids.find((id) => id !== leader)!;

@@ -36,7 +36,10 @@ test.serial('the ephemeral keys of a killed client process disappear', async (t)
   await p.waitForOutput(/ready/, 30_000);
   const c = await cluster.client({ session: false });
   t.truthy(await c.get('/eph/killed'), 'the key exists while its client lives');
-  const sessionsBefore = (await c.status()).sessions.length;
+  const admin = await cluster.admin();
+  const sessionsBefore = (await admin.status()).sessions.length;
+  t.true(sessionsBefore >= 1, 'an admin sees the open sessions');
+  t.deepEqual((await c.status()).sessions, [], 'a client sees no session ids');
   await p.kill('SIGKILL');
   const t0 = performance.now();
   await waitFor(async () => (await c.get('/eph/killed')) === null, {
@@ -46,7 +49,7 @@ test.serial('the ephemeral keys of a killed client process disappear', async (t)
   });
   const took = performance.now() - t0;
   t.log(`gone ${took.toFixed(0)} ms after SIGKILL (TTL 2000 ms)`);
-  t.true((await c.status()).sessions.length < sessionsBefore);
+  t.true((await admin.status()).sessions.length < sessionsBefore);
 });
 
 test.serial(

@@ -4,9 +4,9 @@
  * API requests, and can do request/reply on the API; peers use peer subjects freely.
  */
 import { readFile } from 'node:fs/promises';
-import { connect, type NatsConnection, type Status } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection, type Status } from '@nats-io/transport-node';
 import test from 'ava';
-import { DEFAULT_NATS_CONF, natsCredentials, renderAuthorization } from '../../cluster/nats-server.ts';
+import { DEFAULT_NATS_CONF, natsCredentials, renderAccounts } from '../../cluster/nats-server.ts';
 import { decodeEnvelope, decodeReply, encodeEnvelope, encodeReply } from '../../protocol/codec.ts';
 import { subjects } from '../../protocol/subjects.ts';
 import { useHarness } from '../harness.ts';
@@ -38,13 +38,18 @@ async function until(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
   return true;
 }
 
-test('nats.conf holds the authorization block generated from the subject table', async (t) => {
+test('nats.conf holds the accounts block generated from the subject table, and no monitoring endpoint', async (t) => {
   const conf = await readFile(DEFAULT_NATS_CONF, 'utf8');
   t.true(
-    conf.includes(renderAuthorization()),
-    `nats.conf is out of date; its authorization block must read:\n${renderAuthorization()}`,
+    conf.includes(renderAccounts()),
+    `nats.conf is out of date; its accounts block must read:\n${renderAccounts()}`,
   );
   t.regex(conf, /^max_payload: 8MB$/m);
+  t.notRegex(
+    conf,
+    /^\s*(http|monitor_port|http_port)\s*:/m,
+    'no monitoring endpoint (its /connz lists inboxes)',
+  );
 });
 
 test('the server enforces max_payload of 8 MB and refuses unauthenticated connections', async (t) => {
@@ -121,8 +126,8 @@ test('a client cannot read another client inbox, nor the peers inbox, nor answer
   }
 });
 
-test('applications answer each other on app.> (a request from client, answered by client2), but not on Ensemble subjects', async (t) => {
-  const server = await h().connect('client2');
+test('processes of one application answer each other on app.>; another account does not even see them', async (t) => {
+  const server = await h().connect('client');
   server.subscribe('app.greeter.one', {
     callback: (_, m) => {
       m.respond(`hello ${m.string()}`);
@@ -132,13 +137,51 @@ test('applications answer each other on app.> (a request from client, answered b
   const caller = await h().connect('client');
   const reply = await caller.request('app.greeter.one', 'ann', { timeout: 3000 });
   t.is(reply.string(), 'hello ann');
-  // allow_responses opens reply subjects only: client2 still cannot publish into client's inbox
-  // nor answer API requests.
+  const other = await h().connect('client2');
+  const err = await t.throwsAsync(other.request('app.greeter.one', 'eve', { timeout: 3000 }));
+  t.regex(String(err?.message), /no responders/i, 'client2 lives in another account');
+  // allow_responses opens reply subjects only: a client still cannot answer API requests.
   const seen = violations(server);
-  server.publish('_INBOX.client.stolen', 'x');
   server.subscribe(s.apiWildcard());
   await server.flush();
-  t.true(await until(() => seen.length >= 2), JSON.stringify(seen));
+  t.true(await until(() => seen.length >= 1), JSON.stringify(seen));
+});
+
+test("a request with a forged reply subject cannot reach another user: the server maps replies into the asker's own account", async (t) => {
+  const node = await h().connect('peer');
+  const infos: (string | undefined)[] = [];
+  node.subscribe(s.api('get'), {
+    queue: s.apiQueue,
+    callback: (_, m) => {
+      infos.push(m.headers?.get('Nats-Request-Info'));
+      m.respond('answer');
+    },
+  });
+  await node.flush();
+  const victim = await h().connect('client2');
+  const stolen: string[] = [];
+  victim.subscribe('_INBOX.client2.K.>', {
+    callback: (_, m) => {
+      stolen.push(m.string());
+    },
+  });
+  await victim.flush();
+  const attacker = await h().connect('client');
+  const forged = headers();
+  forged.set('Nats-Request-Info', JSON.stringify({ acc: 'ENSEMBLE', user: 'peer' }));
+  attacker.publish(s.api('get'), encodeEnvelope({ key: '/a' }, { cluster: 'dev' }), {
+    reply: '_INBOX.client2.K.1',
+    headers: forged,
+  });
+  await attacker.flush();
+  t.true(await until(() => infos.length === 1));
+  await node.flush();
+  await victim.flush();
+  await sleep(200);
+  t.deepEqual(stolen, [], 'the answer did not reach client2');
+  const info = JSON.parse(infos[0] ?? '{}') as { acc?: string; user?: string };
+  t.is(info.user, 'client', 'the server names the real sender, whatever header it sent');
+  t.is(info.acc, 'CLIENT');
 });
 
 test('a client does request/reply on the API subjects (queue group and per node) with its own inbox', async (t) => {

@@ -13,6 +13,7 @@ import type {
   Command,
   CommandOf,
   Compare,
+  Grant,
   KeyMeta,
   KeyValue,
   OpResult,
@@ -36,10 +37,13 @@ import { StorageFatalError } from '../errors.ts';
 import type { BTree } from './btree.ts';
 import {
   freeze,
+  grantRecords,
   metaOf,
   newSession,
+  type Perm,
   type SessionState,
   sessionInfo,
+  setGrant,
   type TreeData,
   type TreeMeta,
 } from './data.ts';
@@ -85,6 +89,8 @@ export interface Change {
   readonly sessions: readonly [string, SessionFields | null][];
   readonly results: readonly [string, number, StoredOutcome | null][];
   readonly counters: readonly [string, number][];
+  /** Grants set (`Perm`) or dropped (`null`). */
+  readonly grants: readonly [string, string, Perm | null][];
   /** History at and below this revision was dropped. */
   readonly compactTo: number | null;
   readonly meta: TreeMeta;
@@ -98,6 +104,7 @@ class Mutation {
   /** Each touched key as it is now (`null`: deleted). */
   readonly final = new Map<string, KeyValue | null>();
   readonly counters = new Map<string, number>();
+  readonly grants: [string, string, Perm | null][] = [];
   opened: SessionState | null = null;
   ended: SessionState | null = null;
   compactTo: number | null = null;
@@ -357,6 +364,7 @@ export abstract class BaseTree implements KeyTree {
     const sessions: [string, SessionFields | null][] = [];
     const results: [string, number, StoredOutcome | null][] = [];
     let counters: [string, number][] = [];
+    let grants: [string, string, Perm | null][] = [];
     if (m !== null) {
       if (m.events.length > 0) {
         d.revision = m.rev;
@@ -369,6 +377,8 @@ export abstract class BaseTree implements KeyTree {
       }
       counters = [...m.counters];
       for (const [parent, next] of counters) d.counters.set(parent, next);
+      grants = m.grants;
+      for (const [user, prefix, perm] of grants) setGrant(d, user, prefix, perm);
       if (m.opened !== null) {
         d.sessions.set(m.opened.id, m.opened);
         sessions.push([m.opened.id, fieldsOf(m.opened)]);
@@ -409,6 +419,7 @@ export abstract class BaseTree implements KeyTree {
       sessions,
       results,
       counters,
+      grants,
       compactTo: m?.compactTo ?? null,
       meta: metaOf(d),
     });
@@ -460,6 +471,14 @@ export abstract class BaseTree implements KeyTree {
         }
         m.compactTo = cmd.revision;
         return { op: 'compact', compactRevision: cmd.revision };
+      }
+      case 'authGrant':
+        m.grants.push([cmd.user, cmd.prefix, { read: cmd.read === true, write: cmd.write === true }]);
+        return { op: 'authGrant', user: cmd.user, prefix: cmd.prefix };
+      case 'authRevoke': {
+        const revoked = this.data.grants.get(cmd.user)?.has(cmd.prefix) === true;
+        if (revoked) m.grants.push([cmd.user, cmd.prefix, null]);
+        return { op: 'authRevoke', user: cmd.user, prefix: cmd.prefix, revoked };
       }
       case 'sessionClose':
       case 'sessionExpire':
@@ -765,6 +784,15 @@ export abstract class BaseTree implements KeyTree {
     }
     const next = i < h.length ? h[i]!.revision : Math.max(from, d.revision + 1);
     return { events, next };
+  }
+
+  grants(user?: string): Grant[] {
+    return grantRecords(this.data, user).map(([u, prefix, p]) => ({
+      user: u,
+      prefix,
+      read: p.read,
+      write: p.write,
+    }));
   }
 
   session(id: string): SessionInfo | null {

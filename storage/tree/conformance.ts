@@ -564,6 +564,44 @@ export function treeConformance<T extends KeyTree>(test: TestFn, name: string, h
     t.true(source.equals(await dumpOf(await r.snapshot({ raftMeta }))), 'a restore is durable');
   });
 
+  it('grants: set, replaced, revoked; kept across restart and through snapshot and restore', async (t) => {
+    const d = new Driver(await h.open(t));
+    await d.put('/a', '1');
+    const rev = d.tree.revision;
+    t.like(await d.ok({ op: 'authGrant', user: 'ann', prefix: '/app/', read: true, write: true }), {
+      op: 'authGrant',
+      user: 'ann',
+      prefix: '/app/',
+      revision: rev,
+    });
+    await d.ok({ op: 'authGrant', user: 'ann', prefix: '/', read: true });
+    await d.ok({ op: 'authGrant', user: 'bob', prefix: '/b', write: true });
+    await d.ok({ op: 'authGrant', user: 'ann', prefix: '/app/', read: true, write: false });
+    t.is(d.tree.revision, rev, 'grants change no key');
+    t.deepEqual(d.tree.grants('ann'), [
+      { user: 'ann', prefix: '/', read: true, write: false },
+      { user: 'ann', prefix: '/app/', read: true, write: false },
+    ]);
+    t.like(await d.ok({ op: 'authRevoke', user: 'bob', prefix: '/b' }), { revoked: true });
+    t.like(await d.ok({ op: 'authRevoke', user: 'bob', prefix: '/b' }), { revoked: false });
+    t.deepEqual(d.tree.grants('bob'), []);
+    await d.ok({ op: 'authGrant', user: 'cy', prefix: '/c/', read: true, write: true });
+    t.deepEqual(
+      d.tree.grants().map((g) => `${g.user} ${g.prefix}`),
+      ['ann /', 'ann /app/', 'cy /c/'],
+    );
+    t.is(await d.code({ op: 'authGrant', user: 'bad user', prefix: '/' }), 'BAD_REQUEST');
+    t.is(await d.code({ op: 'authGrant', user: 'x', prefix: 'no-slash' }), 'BAD_PATH');
+    await d.tree.sync();
+    const r = await h.restart(t, d.tree as T);
+    t.deepEqual(r.grants(), d.tree.grants(), 'grants survive a restart');
+    const dump = await dumpOf(await r.snapshot());
+    const other = await h.open(t);
+    await new Driver(other).ok({ op: 'authGrant', user: 'gone', prefix: '/', read: true });
+    await other.restore([dump]);
+    t.deepEqual(other.grants(), d.tree.grants(), 'a restore replaces the grants');
+  });
+
   it('a corrupted or truncated snapshot is CORRUPTED and leaves the old state', async (t) => {
     const d = new Driver(await h.open(t));
     for (let i = 0; i < 50; i++) await d.put(`/k/${i}`, `v${i}`);

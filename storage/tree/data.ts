@@ -21,6 +21,40 @@ export interface SessionState {
   readonly ephemerals: Set<string>;
 }
 
+/** What a grant allows. */
+export interface Perm {
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/** A grant as stored: user, prefix, and what it allows. */
+export type GrantRecord = readonly [user: string, prefix: string, perm: Perm];
+
+/** Every grant of `d`, ordered by user, then prefix (the order dumps and lists use). */
+export function grantRecords(d: Pick<TreeData, 'grants'>, only?: string): GrantRecord[] {
+  const out: GrantRecord[] = [];
+  const users = only === undefined ? [...d.grants.keys()].sort() : d.grants.has(only) ? [only] : [];
+  for (const user of users) {
+    for (const [prefix, perm] of [...d.grants.get(user)!].sort((a, b) =>
+      a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0,
+    ))
+      out.push([user, prefix, perm]);
+  }
+  return out;
+}
+
+/** Sets (`perm`) or drops (`null`) one grant. */
+export function setGrant(d: Pick<TreeData, 'grants'>, user: string, prefix: string, perm: Perm | null): void {
+  let m = d.grants.get(user);
+  if (perm === null) {
+    m?.delete(prefix);
+    if (m?.size === 0) d.grants.delete(user);
+    return;
+  }
+  if (m === undefined) d.grants.set(user, (m = new Map()));
+  m.set(prefix, perm);
+}
+
 export interface TreeMeta {
   readonly appliedIndex: number;
   readonly revision: number;
@@ -35,6 +69,8 @@ export interface TreeData {
   sessions: Map<string, SessionState>;
   /** Next sequential number per parent path. */
   counters: Map<string, number>;
+  /** Key permissions: by user, by prefix. */
+  grants: Map<string, Map<string, Perm>>;
   appliedIndex: number;
   revision: number;
   compactRevision: number;
@@ -50,6 +86,7 @@ export function emptyData(): TreeData {
     history: [],
     sessions: new Map(),
     counters: new Map(),
+    grants: new Map(),
     appliedIndex: 0,
     revision: 0,
     compactRevision: 0,
@@ -108,6 +145,8 @@ export interface FrozenTree {
   }[];
   /** By parent path. */
   readonly counters: readonly [string, number][];
+  /** By user, then prefix. */
+  readonly grants: readonly GrantRecord[];
 }
 
 export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
@@ -123,6 +162,7 @@ export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
         results: [...s.results.entries()].sort((a, b) => a[0] - b[0]),
       })),
     counters: [...d.counters.entries()].sort(byPath),
+    grants: grantRecords(d),
   };
 }
 
@@ -133,8 +173,10 @@ export function thaw(f: FrozenTree): TreeData {
     history: f.history.slice(),
     sessions: new Map(),
     counters: new Map(f.counters),
+    grants: new Map(),
     ...f.meta,
   };
+  for (const [user, prefix, perm] of f.grants) setGrant(d, user, prefix, perm);
   for (const s of f.sessions) {
     const state = newSession(s.fields);
     for (const [seq, o] of s.results) state.results.set(seq, o);

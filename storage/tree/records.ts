@@ -8,12 +8,13 @@
  *   outcome   [seq, true, revision, result] | [seq, false, revision, { code, message, ... }]
  *   meta      [appliedIndex, revision, compactRevision, raftMeta | null]
  *   raftMeta  [index, term, voters, learners]
+ *   perm      [read, write]
  */
 import type { SnapshotMeta } from '../../machines/raft/index.ts';
 import type { KeyValue } from '../../protocol/index.ts';
 import { check, isBytes, isIndex } from '../codec.ts';
 import { CorruptedError } from '../errors.ts';
-import type { TreeMeta } from './data.ts';
+import type { Perm, TreeMeta } from './data.ts';
 import type { CommandResult, StoredOutcome, TreeEvent } from './types.ts';
 
 export type KvFields = [Uint8Array, number, number, number, string | null];
@@ -142,4 +143,11 @@ export function readMeta(f: unknown[], what: string): TreeMeta {
 /** Throws `CorruptedError` with `what` when `cond` fails (ordering and cross-record checks). */
 export function ensure(cond: boolean, what: string, detail: string): asserts cond {
   if (!cond) throw new CorruptedError(`${what}: ${detail}`);
+}
+
+export const permFields = (p: Perm): unknown[] => [p.read, p.write];
+
+export function readPerm(f: unknown, what: string): Perm {
+  check(Array.isArray(f) && f.length === 2 && typeof f[0] === 'boolean' && typeof f[1] === 'boolean', what);
+  return { read: f[0] as boolean, write: f[1] as boolean };
 }

@@ -32,17 +32,28 @@ import {
 import { CorruptedError, StorageFatalError, storageFatal } from '../errors.ts';
 import { type ChainedBatch, RocksDb, removeDir, writeFileAtomic } from '../rocks/db.ts';
 import { BaseTree, type Change } from './base.ts';
-import { emptyData, linkEphemerals, metaOf, newSession, type TreeData, type TreeMeta } from './data.ts';
+import {
+  emptyData,
+  grantRecords,
+  linkEphemerals,
+  metaOf,
+  newSession,
+  setGrant,
+  type TreeData,
+  type TreeMeta,
+} from './data.ts';
 import {
   ensure,
   eventFields,
   kvFields,
   metaFields,
   outcomeFields,
+  permFields,
   readEvent,
   readKv,
   readMeta,
   readOutcome,
+  readPerm,
   readSession,
   sessionFields,
 } from './records.ts';
@@ -52,6 +63,7 @@ const EVENT = 0x68; // h
 const SESSION = 0x73; // s
 const RESULT = 0x72; // r
 const COUNTER = 0x63; // c
+const GRANT = 0x67; // g
 const META_KEY = stringKey(0x6d, 'meta');
 /** Records written between yields to the event loop. */
 const SLICE = 4096;
@@ -59,6 +71,8 @@ const SLICE = 4096;
 const keyKey = (path: string): Buffer => stringKey(KEY, path);
 const sessionKey = (id: string): Buffer => stringKey(SESSION, id);
 const counterKey = (parent: string): Buffer => stringKey(COUNTER, parent);
+/** A grant's key: user, a zero byte (never in a user name), prefix. */
+const grantKey = (user: string, prefix: string): Buffer => stringKey(GRANT, `${user}\u0000${prefix}`);
 
 function eventKey(revision: number, n: number): Buffer {
   const k = Buffer.allocUnsafe(13);
@@ -175,6 +189,10 @@ export class RocksTree extends BaseTree {
         else b.put(resultKey(id, seq), encodeRecord(outcomeFields(seq, o)));
       }
       for (const [parent, next] of change.counters) b.put(counterKey(parent), encodeRecord(next));
+      for (const [user, prefix, perm] of change.grants) {
+        if (perm === null) b.del(grantKey(user, prefix));
+        else b.put(grantKey(user, prefix), encodeRecord(permFields(perm)));
+      }
       if (change.compactTo !== null) this.pendingCompact = change.compactTo;
       this.lastMeta = change.meta;
     } catch (err) {
@@ -303,6 +321,8 @@ async function writeAll(db: RocksDb, d: TreeData): Promise<void> {
     for (const [seq, o] of s.results) await put(resultKey(s.id, seq), encodeRecord(outcomeFields(seq, o)));
   }
   for (const [parent, next] of d.counters) await put(counterKey(parent), encodeRecord(next));
+  for (const [user, prefix, perm] of grantRecords(d))
+    await put(grantKey(user, prefix), encodeRecord(permFields(perm)));
   b.put(META_KEY, encodeMeta(metaOf(d)));
   await db.write(b, true);
 }
@@ -362,6 +382,15 @@ async function load(db: RocksDb): Promise<TreeData> {
     const next = fieldsOf(v, `counter ${parent}`);
     check(isIndex(next), `counter ${parent}`);
     d.counters.set(parent, next);
+    return undefined;
+  });
+  await db.scan(range(GRANT), (k, v) => {
+    const name = readStringKey(k);
+    const zero = name.indexOf('\u0000');
+    ensure(zero > 0, 'grant', 'malformed key');
+    const user = name.slice(0, zero);
+    const prefix = name.slice(zero + 1);
+    setGrant(d, user, prefix, readPerm(fieldsOf(v, `grant of ${user}`), `grant of ${user}`));
     return undefined;
   });
   linkEphemerals(d);

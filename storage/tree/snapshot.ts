@@ -8,6 +8,7 @@
  *   [2, eventFields]                         retained history, in order
  *   [3, sessionFields] [4, seq-outcome]*     every session by id, each followed by its answers
  *   [5, parent, next]                        sequential counters, in path order
+ *   [7, user, prefix, read, write]           grants, by user then prefix (dump version 2)
  *   [6, frameCount, crc32]                   frames before this one, CRC-32 of their bytes
  *
  * The same state always gives the same bytes. Chunk boundaries do not align with frames.
@@ -21,6 +22,7 @@ import {
   linkEphemerals,
   newSession,
   type SessionState,
+  setGrant,
   type TreeData,
 } from './data.ts';
 import { checkPath, comparePaths } from './path.ts';
@@ -39,7 +41,8 @@ import {
 } from './records.ts';
 
 const MAGIC = 'ensemble-tree';
-export const DUMP_VERSION = 1;
+/** Version 2 added grants; version 1 dumps (no grants) are still read. */
+export const DUMP_VERSION = 2;
 const HEADER = 0;
 const KEY = 1;
 const EVENT = 2;
@@ -47,6 +50,7 @@ const SESSION = 3;
 const RESULT = 4;
 const COUNTER = 5;
 const END = 6;
+const GRANT = 7;
 /** Frames between yields to the event loop, when dumping and restoring. */
 const SLICE = 1024;
 const MAX_FRAME = 64 * 1024 * 1024;
@@ -129,6 +133,7 @@ export async function* dumpChunks(
     frame([COUNTER, parent, next]);
     yield* slice();
   }
+  for (const [user, prefix, perm] of f.grants) frame([GRANT, user, prefix, perm.read, perm.write]);
   const end = encode([END, frames, crc]);
   len.writeUInt32BE(end.length, 0);
   out.push(len);
@@ -191,6 +196,7 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
   let lastSessionId: string | null = null;
   let lastSeq = -1;
   let lastParent: string | null = null;
+  let lastGrant: string | null = null;
   let n = 0;
 
   const handle = (head: Buffer, body: Buffer) => {
@@ -209,7 +215,7 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
     crc = crc32(body, crc);
     frames++;
     ensure(
-      tag >= section && tag <= COUNTER && (tag !== HEADER || section === -1),
+      tag >= section && (tag <= COUNTER || tag === GRANT) && (tag !== HEADER || section === -1),
       WHAT,
       `frame ${tag} out of order`,
     );
@@ -221,7 +227,7 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
         check(item.length === 7, WHAT);
         const [, magic, version, ...meta] = item;
         ensure(magic === MAGIC, WHAT, 'not an ensemble tree dump');
-        ensure(version === DUMP_VERSION, WHAT, `unknown dump version ${String(version)}`);
+        ensure(version === DUMP_VERSION || version === 1, WHAT, `unknown dump version ${String(version)}`);
         Object.assign(d, readMeta(meta, WHAT));
         lastRevision = d.compactRevision;
         return;
@@ -271,6 +277,22 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
         ensure(lastParent === null || comparePaths(lastParent, parent) < 0, WHAT, 'counters out of order');
         d.counters.set(parent, item[2] as number);
         lastParent = parent;
+        return;
+      }
+      case GRANT: {
+        check(
+          item.length === 5 &&
+            typeof item[1] === 'string' &&
+            typeof item[2] === 'string' &&
+            typeof item[3] === 'boolean' &&
+            typeof item[4] === 'boolean',
+          WHAT,
+        );
+        const [user, prefix] = [item[1] as string, item[2] as string];
+        const at = `${user}\u0000${prefix}`;
+        ensure(lastGrant === null || lastGrant < at, WHAT, 'grants out of order');
+        setGrant(d, user, prefix, { read: item[3] as boolean, write: item[4] as boolean });
+        lastGrant = at;
         return;
       }
     }

@@ -6,6 +6,7 @@
 import type { SnapshotMeta } from '../../machines/raft/index.ts';
 import type {
   EnsembleError,
+  Grant,
   KeyMeta,
   KeyValue,
   OpResult,
@@ -31,7 +32,9 @@ export type CommandResult =
   | { readonly op: 'txn'; readonly succeeded: boolean; readonly results: readonly OpResult[] }
   | { readonly op: 'sessionOpen'; readonly id: string }
   | { readonly op: 'sessionClose' | 'sessionExpire'; readonly id: string; readonly deleted: number }
-  | { readonly op: 'compact'; readonly compactRevision: number };
+  | { readonly op: 'compact'; readonly compactRevision: number }
+  | { readonly op: 'authGrant'; readonly user: string; readonly prefix: string }
+  | { readonly op: 'authRevoke'; readonly user: string; readonly prefix: string; readonly revoked: boolean };
 
 /**
  * What apply answers. `revision` is the tree's revision after the command (the same as before
@@ -158,6 +161,8 @@ export interface KeyTree {
   session(id: string): SessionInfo | null;
   /** Open sessions by id. */
   sessions(): SessionInfo[];
+  /** The grants of `user` (of every user when absent), by user, then prefix. */
+  grants(user?: string): Grant[];
 
   /** Dumps the state at the applied index (after every apply called before). */
   snapshot(options?: SnapshotOptions): Promise<TreeSnapshot>;
