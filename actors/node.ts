@@ -39,7 +39,7 @@ import {
   subjects as subjectTable,
 } from '../protocol/index.ts';
 import { type NodeStorage, openStorage } from '../storage/index.ts';
-import { Api } from './api/index.ts';
+import { Api, type Quotas } from './api/index.ts';
 import type { Applier } from './applier.ts';
 import { Executor } from './executor.ts';
 import { natsAgesPeers, SessionKeeper } from './sessions.ts';
@@ -64,6 +64,10 @@ export interface NodeConfig {
   readonly tickMs?: number;
   readonly raft?: Partial<RaftOptions>;
   readonly limits?: Partial<ApiLimits>;
+  /** Quotas: database bytes, sessions per user, keys per session, requests per second per user. */
+  readonly quotas?: Partial<Quotas>;
+  /** NATS users treated as admins (default `admin`). */
+  readonly admins?: readonly string[];
   readonly requestTimeoutMs?: number;
   readonly watch?: {
     progressMs?: number;
@@ -251,6 +255,8 @@ export class EnsembleNode {
       tree,
       applier,
       ...(config.limits ? { limits: config.limits } : {}),
+      ...(config.quotas ? { quotas: config.quotas } : {}),
+      ...(config.admins ? { admins: config.admins } : {}),
       ...(config.requestTimeoutMs ? { requestTimeoutMs: config.requestTimeoutMs } : {}),
       onKeepalive: (id) => sessions.heard(id),
       onUnknownKeepalive: (id, secret) => sessions.heardUnknown(id, secret),

@@ -176,7 +176,15 @@ program
   .option('--tick-ms <ms>', 'Raft tick', env.ENSEMBLE_TICK_MS)
   .option('--election-ticks <n>', 'election timeout in ticks')
   .option('--snapshot-threshold <n>', 'entries applied between snapshots')
-  .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (peers only)', false)
+  .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (admin only)', false)
+  .option('--quota-backend-bytes <n>', 'bytes the key tree may hold, history included (default 2 GiB)')
+  .option('--max-sessions-per-user <n>', 'open sessions one NATS user may have (default 10000)')
+  .option('--max-keys-per-session <n>', 'ephemeral keys one session may own (default 10000)')
+  .option(
+    '--rate-per-user <n>',
+    'requests per second one user may send to this node (default 50000; 0: none)',
+  )
+  .option('--admins <users>', 'NATS users treated as admins, comma-separated (default admin)')
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (o) => {
     const file = o.config ? (JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>) : {};

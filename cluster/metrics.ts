@@ -83,6 +83,12 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   counters('ensemble_peer_messages_in_total', 'Raft messages received', () => t().messagesIn);
   counters('ensemble_peer_messages_out_total', 'Raft messages sent', () => t().messagesOut);
   const w = () => node.watches.counters;
+  gauge('ensemble_data_bytes', 'Bytes the key tree holds, history included', () => node.api.dataBytes);
+  gauge(
+    'ensemble_alarm_nospace',
+    '1 while the database quota is used up (writes that add data refused)',
+    () => (node.api.databaseFull ? 1 : 0),
+  );
   gauge('ensemble_watchers', 'Watches served by this node', () => w().watchers);
   gauge('ensemble_watch_groups', 'Groups of live watches with the same target', () => w().groups);
   gauge('ensemble_watchers_shared', 'Watches following their group stream', () => w().shared);
@@ -120,6 +126,8 @@ export function nodeRegistry(node: EnsembleNode): Registry {
       ['client', 'invalid', a().badInput],
       ['client', 'forgedKeepalive', a().forgedKeepalives],
       ['client', 'permissionDenied', a().denied],
+      ['client', 'quotaExceeded', a().quotaExceeded],
+      ['client', 'rateLimited', a().rateLimited],
       ['raft', 'unexpected', raft().stats.dropped],
     ];
     for (const [source, reason, v] of rows) {

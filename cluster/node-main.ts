@@ -5,7 +5,18 @@
  */
 import { EnsembleNode } from '../actors/index.ts';
 import { serveMetrics } from './metrics.ts';
-import { natsCredentials } from './nats-server.ts';
+import { DEV_PASSWORDS, natsCredentials } from './nats-server.ts';
+
+/** True for a NATS URL on this machine only (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url.includes('://') ? url : `nats://${url}`).hostname;
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 export interface NodeArgs {
   id?: string;
@@ -21,6 +32,12 @@ export interface NodeArgs {
   snapshotThreshold?: string | number;
   user?: string;
   password?: string;
+  quotaBackendBytes?: string | number;
+  maxSessionsPerUser?: string | number;
+  maxKeysPerSession?: string | number;
+  ratePerUser?: string | number;
+  /** Comma-separated NATS users treated as admins. */
+  admins?: string;
   /** Serve the chaos admin subject (stop an actor by name). */
   chaos?: boolean;
 }
@@ -37,12 +54,33 @@ export async function runNode(a: NodeArgs): Promise<void> {
   if (a.electionTicks !== undefined) raft.electionTicks = Number(a.electionTicks);
   if (a.snapshotThreshold !== undefined) raft.snapshotThreshold = Number(a.snapshotThreshold);
   const tickMs = num(a.tickMs);
+  const servers = (a.nats ?? 'nats://127.0.0.1:4222').split(',');
+  const pass = a.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? natsCredentials('peer').pass;
+  const remote = servers.filter((s) => !isLoopback(s));
+  if (pass === DEV_PASSWORDS.peer && remote.length > 0)
+    throw new TypeError(
+      `refusing the public development password of peer for ${remote.join(', ')} (not loopback): set ENSEMBLE_PEER_PASSWORD`,
+    );
+  const quotas = Object.fromEntries(
+    (
+      [
+        ['databaseBytes', num(a.quotaBackendBytes)],
+        ['sessionsPerUser', num(a.maxSessionsPerUser)],
+        ['keysPerSession', num(a.maxKeysPerSession)],
+        ['requestsPerSecond', num(a.ratePerUser)],
+      ] as const
+    ).filter(([, v]) => v !== undefined),
+  );
+  for (const [k, v] of Object.entries(quotas))
+    if (!Number.isFinite(v) || (v as number) < 0) throw new TypeError(`${k} must be a non-negative number`);
   const node = await EnsembleNode.start({
     id: a.id,
     dataDir: a.data,
-    servers: (a.nats ?? 'nats://127.0.0.1:4222').split(','),
+    servers,
     user: a.user ?? 'peer',
-    pass: a.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? natsCredentials('peer').pass,
+    pass,
+    quotas,
+    ...(a.admins ? { admins: a.admins.split(',').filter(Boolean) } : {}),
     cluster: a.cluster ?? 'dev',
     ...(a.prefix ? { prefix: a.prefix } : {}),
     initialCluster: initial,

@@ -427,7 +427,11 @@ export interface NodeStatus {
   readonly electionTimeoutMs: number;
   /** Protocol versions this node speaks. */
   readonly protocol: readonly number[];
-  /** Open sessions (the first 1000), with their TTL and how many ephemeral keys they own. */
+  /** Bytes the key tree holds, history included (the database quota counts them). */
+  readonly dataBytes: number;
+  /** `NOSPACE` while the database quota is used up: writes that add data are refused. */
+  readonly alarms: readonly string[];
+  /** Open sessions (the first 1000, to admins only), with their TTL and ephemeral keys. */
   readonly sessions: readonly {
     readonly id: string;
     readonly ttlMs: number;

@@ -37,6 +37,7 @@ import {
   secret,
   sessionId,
   ttlMs,
+  userName,
 } from './schema.ts';
 
 /** The exactly-once tag a write's command carries (Raft thesis §6.3): no secret. */
@@ -52,7 +53,7 @@ export const commands = {
     checkEphemeral(t);
   }),
   /** Id, secret and TTL are chosen by the proposer, never inside apply. */
-  sessionOpen: obj({ id: sessionId, secret, ttlMs }),
+  sessionOpen: obj({ id: sessionId, secret, ttlMs, owner: opt(userName) }),
   sessionClose: obj({ id: sessionId }),
   /** Proposed by the leader's session keeper once the session's expiry is confirmed. */
   sessionExpire: obj({ id: sessionId }),

@@ -36,6 +36,7 @@ import {
   PAGE_MAX,
   PEER_CALLER,
   PermissionDeniedError,
+  QuotaExceededError,
   SessionExpiredError,
   SUPPORTED_PROTOCOL_VERSIONS,
   type ValidRequest,
@@ -45,6 +46,7 @@ import type { Applier } from '../applier.ts';
 import type { WatchHub } from '../watches.ts';
 import { authorize } from './auth.ts';
 import { type PendingRead, type PendingTable, settleReads } from './pending.ts';
+import { addsData, addsEphemeral, databaseFull, defaultQuotas, type Quotas, RateLimiter } from './quotas.ts';
 import type { Answer, ApiCounters, Reply } from './reply.ts';
 
 export interface HandlerPorts {
@@ -70,6 +72,8 @@ export interface HandlerPorts {
   readonly defer?: (fn: () => void) => void;
   /** A new session's id and secret (default: random). */
   readonly newSession?: () => { readonly id: string; readonly secret: Uint8Array };
+  /** Quotas (default `defaultQuotas`). */
+  readonly quotas?: Partial<Quotas>;
 }
 
 const randomSession = () => ({
@@ -81,8 +85,23 @@ export class ApiHandlers {
   private proposeQueue: { id: string; data: Uint8Array }[] = [];
   private readQueue: PendingRead[] = [];
   private flushScheduled = false;
+  readonly quotas: Quotas;
+  private readonly rate: RateLimiter;
 
-  constructor(private readonly p: HandlerPorts) {}
+  constructor(private readonly p: HandlerPorts) {
+    this.quotas = { ...defaultQuotas, ...p.quotas };
+    this.rate = new RateLimiter(this.quotas.requestsPerSecond);
+  }
+
+  /** Bytes the tree holds (what the database quota counts). */
+  get dataBytes(): number {
+    return this.p.tree.dataBytes;
+  }
+
+  /** True while the tree holds more than the database quota (writes that add data are refused). */
+  get databaseFull(): boolean {
+    return this.p.tree.dataBytes >= this.quotas.databaseBytes;
+  }
 
   /**
    * Serves a valid request routed to this node, if `caller` may make it (`authorize`: admin ops,
@@ -95,6 +114,11 @@ export class ApiHandlers {
       if (denied !== null) {
         this.p.counters.denied++;
         return answer(reply, { error: denied });
+      }
+      const limited = this.rate.take(caller);
+      if (limited !== null) {
+        this.p.counters.rateLimited++;
+        return answer(reply, { error: limited });
       }
       switch (v.op) {
         case 'get':
@@ -164,7 +188,7 @@ export class ApiHandlers {
         case 'transferLeader':
           return this.transfer(reply, v.request.to);
         default:
-          return this.write(v, reply);
+          return this.write(v, reply, caller);
       }
     } catch (err) {
       answer(reply, { error: err instanceof EnsembleError ? err : new InternalError(String(err)) });
@@ -218,19 +242,46 @@ export class ApiHandlers {
   // -------------------------------------------------------------------------------------------
   // Writes: one proposal batch per turn; answered when applied at the index they got.
 
-  private write(v: ValidRequest, reply: Reply): void {
-    const command = commandOf(v, this.p.newSession ?? randomSession);
+  private write(v: ValidRequest, reply: Reply, caller: Caller): void {
+    const refused = this.overQuota(v, caller);
+    if (refused !== null) {
+      this.p.counters.quotaExceeded++;
+      return this.p.answer(reply, { error: refused });
+    }
+    let command = commandOf(v, this.p.newSession ?? randomSession);
     if (command === null) return;
+    // A client's session records whose it is: sessions per user are counted by it.
+    if (command.op === 'sessionOpen' && caller.kind === 'client')
+      command = { ...command, owner: caller.user };
     // A write in a session, or a session's close, proves it knows the session's secret.
     const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
     const owner = tag ?? (v.op === 'sessionClose' ? (v.request as { id: string; secret: Uint8Array }) : null);
     if (owner === null) return this.propose(v, command, reply);
     const sid = 'session' in owner ? owner.session : owner.id;
-    this.session(sid, owner.secret, (s) =>
-      s === null
-        ? this.p.answer(reply, { error: new SessionExpiredError(sid) })
-        : this.propose(v, command, reply),
-    );
+    const ephemeral = addsEphemeral(v);
+    this.session(sid, owner.secret, (s) => {
+      if (s === null) return this.p.answer(reply, { error: new SessionExpiredError(sid) });
+      if (ephemeral && s.ephemeralKeys >= this.quotas.keysPerSession) {
+        this.p.counters.quotaExceeded++;
+        return this.p.answer(reply, {
+          error: new QuotaExceededError('keysPerSession', this.quotas.keysPerSession),
+        });
+      }
+      this.propose(v, command, reply);
+    });
+  }
+
+  /** The quota a write would break, if any: the database's, or the caller's sessions. */
+  private overQuota(v: ValidRequest, caller: Caller): EnsembleError | null {
+    const { tree } = this.p;
+    if (addsData(v) && this.databaseFull) return databaseFull(this.quotas, tree.dataBytes);
+    if (
+      v.op === 'sessionOpen' &&
+      caller.kind === 'client' &&
+      tree.sessionsOf(caller.user) >= this.quotas.sessionsPerUser
+    )
+      return new QuotaExceededError('sessionsPerUser', this.quotas.sessionsPerUser);
+    return null;
   }
 
   private propose(v: ValidRequest, command: Command, reply: Reply): void {
@@ -454,6 +505,8 @@ export class ApiHandlers {
       members: currentConfig(c),
       electionTimeoutMs: c.opts.electionTicks * this.p.tickMs,
       protocol: SUPPORTED_PROTOCOL_VERSIONS,
+      dataBytes: this.p.tree.dataBytes,
+      alarms: this.databaseFull ? ['NOSPACE'] : [],
       sessions: trusted
         ? this.p.tree
             .sessions()

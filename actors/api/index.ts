@@ -13,11 +13,13 @@ import type { WatchHub } from '../watches.ts';
 import { ApiHandlers } from './handlers.ts';
 import { ApiIngress } from './ingress.ts';
 import { PendingTable } from './pending.ts';
+import type { Quotas } from './quotas.ts';
 import { type ApiCounters, answerWith, newCounters } from './reply.ts';
 
 export { ApiHandlers, type HandlerPorts } from './handlers.ts';
 export { SERVICE_VERSION } from './ingress.ts';
 export { PendingTable } from './pending.ts';
+export { defaultQuotas, type Quotas } from './quotas.ts';
 export { type Answer, type ApiCounters, answerWith, newCounters, type Reply } from './reply.ts';
 
 export interface ApiOptions {
@@ -40,6 +42,10 @@ export interface ApiOptions {
   /** Keepalives of sessions not known here yet. */
   readonly onUnknownKeepalive?: (session: string, secret: Uint8Array) => void;
   readonly watches: WatchHub;
+  /** Quotas (default `defaultQuotas`). */
+  readonly quotas?: Partial<Quotas>;
+  /** Users treated as admins (default `admin`). */
+  readonly admins?: readonly string[];
 }
 
 export class Api {
@@ -68,6 +74,7 @@ export class Api {
       counters: this.counters,
       ...(opts.onKeepalive ? { onKeepalive: opts.onKeepalive } : {}),
       ...(opts.onUnknownKeepalive ? { onUnknownKeepalive: opts.onUnknownKeepalive } : {}),
+      ...(opts.quotas ? { quotas: opts.quotas } : {}),
     });
     this.ingress = new ApiIngress({
       nc: opts.nc,
@@ -80,7 +87,18 @@ export class Api {
       handlers: this.handlers,
       answer,
       counters: this.counters,
+      ...(opts.admins ? { admins: opts.admins } : {}),
     });
+  }
+
+  /** Bytes the key tree holds, history included. */
+  get dataBytes(): number {
+    return this.handlers.dataBytes;
+  }
+
+  /** True while the database quota is used up (the NOSPACE alarm). */
+  get databaseFull(): boolean {
+    return this.handlers.databaseFull;
   }
 
   /** Starts ingress (again, after a restart: requests held meanwhile are still answered). */

@@ -25,6 +25,9 @@ export interface ApiCounters {
   forgedKeepalives: number;
   /** Requests refused for lack of permission (admin ops, grants, another user's inbox). */
   denied: number;
+  /** Requests refused by a quota, or by the rate limit. */
+  quotaExceeded: number;
+  rateLimited: number;
 }
 
 export const newCounters = (): ApiCounters => ({
@@ -38,6 +41,8 @@ export const newCounters = (): ApiCounters => ({
   badInput: 0,
   forgedKeepalives: 0,
   denied: 0,
+  quotaExceeded: 0,
+  rateLimited: 0,
 });
 
 /** The answer function of a node: encodes in the reply's format, counts errors. */

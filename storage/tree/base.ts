@@ -36,6 +36,7 @@ import { yieldToEventLoop } from '../codec.ts';
 import { StorageFatalError } from '../errors.ts';
 import type { BTree } from './btree.ts';
 import {
+  fieldsOf,
   freeze,
   grantRecords,
   metaOf,
@@ -209,6 +210,11 @@ export abstract class BaseTree implements KeyTree {
   private closed = false;
   readonly limits: ApiLimits;
 
+  /** `dataBytes`, computed on first use, then kept up to date by every apply. */
+  private bytes: number | null = null;
+  /** Open sessions per owner, computed on first use, then kept up to date. */
+  private owners: Map<string, number> | null = null;
+
   protected constructor(data: TreeData, limits: Partial<ApiLimits> = {}) {
     this.data = data;
     this.view = data.keys;
@@ -224,6 +230,25 @@ export abstract class BaseTree implements KeyTree {
 
   get appliedIndex(): number {
     return this.data.appliedIndex;
+  }
+
+  get dataBytes(): number {
+    if (this.bytes === null) {
+      let n = 0;
+      for (const [key, kv] of this.data.keys.entries()) n += kvBytes(key, kv);
+      for (const e of this.data.history) n += eventBytes(e);
+      this.bytes = n;
+    }
+    return this.bytes;
+  }
+
+  sessionsOf(owner: string): number {
+    if (this.owners === null) {
+      this.owners = new Map();
+      for (const s of this.data.sessions.values())
+        if (s.owner) this.owners.set(s.owner, (this.owners.get(s.owner) ?? 0) + 1);
+    }
+    return this.owners.get(owner) ?? 0;
   }
   get revision(): number {
     return this.data.revision;
@@ -366,12 +391,17 @@ export abstract class BaseTree implements KeyTree {
     let counters: [string, number][] = [];
     let grants: [string, string, Perm | null][] = [];
     if (m !== null) {
+      let bytes = 0;
       if (m.events.length > 0) {
         d.revision = m.rev;
-        for (const e of m.events) d.history.push(e);
+        for (const e of m.events) {
+          d.history.push(e);
+          bytes += eventBytes(e);
+        }
       }
       for (const [key, before] of m.orig) {
         const now = m.final.get(key) ?? null;
+        bytes += kvBytes(key, now) - kvBytes(key, before);
         if (before?.session) d.sessions.get(before.session)?.ephemerals.delete(key);
         if (now?.session) d.sessions.get(now.session)?.ephemerals.add(key);
       }
@@ -380,18 +410,28 @@ export abstract class BaseTree implements KeyTree {
       grants = m.grants;
       for (const [user, prefix, perm] of grants) setGrant(d, user, prefix, perm);
       if (m.opened !== null) {
+        if (m.opened.owner) this.owners?.set(m.opened.owner, (this.owners.get(m.opened.owner) ?? 0) + 1);
         d.sessions.set(m.opened.id, m.opened);
         sessions.push([m.opened.id, fieldsOf(m.opened)]);
       }
       if (m.ended !== null) {
+        const owner = m.ended.owner;
+        if (owner && this.owners) {
+          const n = (this.owners.get(owner) ?? 1) - 1;
+          if (n > 0) this.owners.set(owner, n);
+          else this.owners.delete(owner);
+        }
         d.sessions.delete(m.ended.id);
         sessions.push([m.ended.id, null]);
         for (const seq of m.ended.results.keys()) results.push([m.ended.id, seq, null]);
       }
       if (m.compactTo !== null) {
         d.compactRevision = m.compactTo;
-        d.history = d.history.slice(firstAfter(d.history, m.compactTo));
+        const cut = firstAfter(d.history, m.compactTo);
+        for (let i = 0; i < cut; i++) bytes -= eventBytes(d.history[i]!);
+        d.history = d.history.slice(cut);
       }
+      if (this.bytes !== null) this.bytes += bytes;
     }
     // Exactly-once (thesis §6.3): drop answers the client has seen, keep this one.
     const session = tag === null ? undefined : d.sessions.get(tag.session);
@@ -458,7 +498,13 @@ export abstract class BaseTree implements KeyTree {
           }
           throw new ExistsError(cmd.id, `session ${cmd.id} already exists`);
         }
-        m.opened = newSession({ id: cmd.id, secret: cmd.secret, ttlMs: cmd.ttlMs, lowSeq: 0 });
+        m.opened = newSession({
+          id: cmd.id,
+          secret: cmd.secret,
+          ttlMs: cmd.ttlMs,
+          lowSeq: 0,
+          ...(cmd.owner ? { owner: cmd.owner } : {}),
+        });
         return { op: 'sessionOpen', id: cmd.id };
       }
       case 'compact': {
@@ -836,6 +882,8 @@ export abstract class BaseTree implements KeyTree {
       await this.persistRestored(data);
       this.data = data;
       this.view = data.keys;
+      this.bytes = null;
+      this.owners = null;
       return { appliedIndex: data.appliedIndex, revision: data.revision, raftMeta: data.raftMeta };
     });
   }
@@ -848,6 +896,8 @@ export abstract class BaseTree implements KeyTree {
   protected replaceState(data: TreeData): void {
     this.data = data;
     this.view = data.keys;
+    this.bytes = null;
+    this.owners = null;
   }
 
   async close(): Promise<void> {
@@ -858,9 +908,7 @@ export abstract class BaseTree implements KeyTree {
   }
 }
 
-const fieldsOf = (s: SessionState): SessionFields => ({
-  id: s.id,
-  secret: s.secret,
-  ttlMs: s.ttlMs,
-  lowSeq: s.lowSeq,
-});
+const kvBytes = (key: string, kv: KeyValue | null | undefined): number =>
+  kv ? key.length + kv.value.length + 32 : 0;
+const eventBytes = (e: TreeEvent): number =>
+  e.key.length + (e.value?.length ?? 0) + (e.prevValue?.length ?? 0) + 48;

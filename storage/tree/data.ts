@@ -15,6 +15,8 @@ export interface SessionState {
   readonly secret: Uint8Array;
   readonly ttlMs: number;
   lowSeq: number;
+  /** The NATS user that opened it, if a client did. */
+  readonly owner?: string;
   /** Exactly-once table: answers by sequence number, for sequence numbers `>= lowSeq`. */
   readonly results: Map<number, StoredOutcome>;
   /** Keys this session owns (derived from the keys, not stored). */
@@ -107,6 +109,7 @@ export function newSession(f: SessionFields): SessionState {
     secret: f.secret,
     ttlMs: f.ttlMs,
     lowSeq: f.lowSeq,
+    ...(f.owner ? { owner: f.owner } : {}),
     results: new Map(),
     ephemerals: new Set(),
   };
@@ -118,6 +121,7 @@ export const sessionInfo = (s: SessionState): SessionInfo => ({
   ttlMs: s.ttlMs,
   lowSeq: s.lowSeq,
   ephemeralKeys: s.ephemerals.size,
+  owner: s.owner ?? null,
 });
 
 /**
@@ -158,7 +162,7 @@ export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
     sessions: [...d.sessions.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((s) => ({
-        fields: { id: s.id, secret: s.secret, ttlMs: s.ttlMs, lowSeq: s.lowSeq },
+        fields: fieldsOf(s),
         results: [...s.results.entries()].sort((a, b) => a[0] - b[0]),
       })),
     counters: [...d.counters.entries()].sort(byPath),
@@ -185,3 +189,12 @@ export function thaw(f: FrozenTree): TreeData {
   linkEphemerals(d);
   return d;
 }
+
+/** What a session's record holds. */
+export const fieldsOf = (s: SessionState): SessionFields => ({
+  id: s.id,
+  secret: s.secret,
+  ttlMs: s.ttlMs,
+  lowSeq: s.lowSeq,
+  ...(s.owner ? { owner: s.owner } : {}),
+});

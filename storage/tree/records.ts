@@ -4,7 +4,7 @@
  *
  *   kv        [value, version, createRevision, modRevision, session | null]
  *   event     [revision, 0 put | 1 delete, key, kv | null, prev | null]
- *   session   [id, secret, ttlMs, lowSeq]
+ *   session   [id, secret, ttlMs, lowSeq] or [id, secret, ttlMs, lowSeq, owner]
  *   outcome   [seq, true, revision, result] | [seq, false, revision, { code, message, ... }]
  *   meta      [appliedIndex, revision, compactRevision, raftMeta | null]
  *   raftMeta  [index, term, voters, learners]
@@ -75,15 +75,21 @@ export interface SessionFields {
   readonly secret: Uint8Array;
   readonly ttlMs: number;
   readonly lowSeq: number;
+  /** The NATS user that opened it (sessions per user are counted by it). */
+  readonly owner?: string;
 }
 
-export const sessionFields = (s: SessionFields): unknown[] => [s.id, s.secret, s.ttlMs, s.lowSeq];
+/** A session opened for a NATS user records it as `owner` (a fifth field; absent for a peer's). */
+export const sessionFields = (s: SessionFields): unknown[] =>
+  s.owner ? [s.id, s.secret, s.ttlMs, s.lowSeq, s.owner] : [s.id, s.secret, s.ttlMs, s.lowSeq];
 
 export function readSession(f: unknown[], what: string): SessionFields {
-  check(f.length === 4, what);
-  const [id, secret, ttlMs, lowSeq] = f;
+  check(f.length === 4 || f.length === 5, what);
+  const [id, secret, ttlMs, lowSeq, owner] = f;
   check(typeof id === 'string' && isBytes(secret) && isIndex(ttlMs) && isIndex(lowSeq), what);
-  return { id, secret, ttlMs, lowSeq };
+  if (f.length === 4) return { id, secret, ttlMs, lowSeq };
+  check(typeof owner === 'string' && owner !== '', what);
+  return { id, secret, ttlMs, lowSeq, owner };
 }
 
 export const outcomeFields = (seq: number, o: StoredOutcome): unknown[] =>

@@ -67,6 +67,8 @@ export interface SessionInfo {
   /** Highest low-water mark seen: answers below it were dropped. */
   readonly lowSeq: number;
   readonly ephemeralKeys: number;
+  /** The NATS user that opened it, or null (a peer's, or older than owners). */
+  readonly owner: string | null;
 }
 
 export interface ReadOptions {
@@ -161,6 +163,13 @@ export interface KeyTree {
   session(id: string): SessionInfo | null;
   /** Open sessions by id. */
   sessions(): SessionInfo[];
+  /** How many open sessions `owner` opened. */
+  sessionsOf(owner: string): number;
+  /**
+   * The bytes the tree holds: keys and values, and the history kept for watches and past reads
+   * (what compaction frees). The database quota is checked against it.
+   */
+  readonly dataBytes: number;
   /** The grants of `user` (of every user when absent), by user, then prefix. */
   grants(user?: string): Grant[];
 
