@@ -29,7 +29,9 @@ import {
   EnsembleError,
   ExistsError,
   fromWire,
+  PAGE_BYTES,
   SessionExpiredError,
+  TooLargeError,
   VersionMismatchError,
 } from '../../protocol/index.ts';
 import { yieldToEventLoop } from '../codec.ts';
@@ -481,6 +483,7 @@ export abstract class BaseTree implements KeyTree {
         return { op: 'createSequential', kv: meta(this.createSequential(m, cmd, owner)) };
       case 'txn': {
         const succeeded = this.compare(cmd.compare);
+        this.checkTxnAnswer(succeeded ? cmd.success : cmd.failure);
         const results: OpResult[] = [];
         for (const op of succeeded ? cmd.success : cmd.failure) {
           results.push(
@@ -543,6 +546,7 @@ export abstract class BaseTree implements KeyTree {
         return { op: 'delete', deleted: yield* this.delete(m, cmd) };
       case 'txn': {
         const succeeded = this.compare(cmd.compare);
+        this.checkTxnAnswer(succeeded ? cmd.success : cmd.failure);
         const results: OpResult[] = [];
         for (const op of succeeded ? cmd.success : cmd.failure) {
           results.push(
@@ -569,6 +573,28 @@ export abstract class BaseTree implements KeyTree {
       default:
         return this.execute(cmd, m, owner);
     }
+  }
+
+  /**
+   * Refuses (TOO_LARGE, before any change) a branch whose gets would answer more than a page's
+   * byte budget (`PAGE_BYTES`): an answer must fit a NATS message. Counts each get's key and the
+   * value it will see (a put earlier in the branch, else the stored one); deletes are ignored,
+   * which can only overcount. Deterministic: every node refuses the same txn.
+   */
+  private checkTxnAnswer(ops: readonly TxnOp[]): void {
+    const put = new Map<string, number>();
+    let total = 0;
+    for (const op of ops) {
+      if (op.op === 'put') put.set(op.key, op.value.length);
+      else if (op.op === 'get')
+        total += op.key.length + (put.get(op.key) ?? this.data.keys.get(op.key)?.value.length ?? 0);
+    }
+    if (total > PAGE_BYTES)
+      throw new TooLargeError(
+        total,
+        PAGE_BYTES,
+        `the txn's gets would answer ${total} bytes, more than ${PAGE_BYTES}`,
+      );
   }
 
   private compare(compares: readonly Compare[]): boolean {

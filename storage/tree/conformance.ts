@@ -564,6 +564,38 @@ export function treeConformance<T extends KeyTree>(test: TestFn, name: string, h
     t.true(source.equals(await dumpOf(await r.snapshot({ raftMeta }))), 'a restore is durable');
   });
 
+  it('a txn whose gets would answer more than a page is TOO_LARGE and changes nothing', async (t) => {
+    const d = new Driver(await h.open(t));
+    const big = new Uint8Array(900 * 1024);
+    await d.ok({ op: 'put', key: '/b1', value: big });
+    await d.ok({ op: 'put', key: '/b2', value: big });
+    const rev = d.tree.revision;
+    const get = (key: string) => ({ op: 'get' as const, key });
+    t.is(
+      await d.code({
+        op: 'txn',
+        compare: [],
+        success: [{ op: 'put', key: '/x', value: bytes('1') }, get('/b1'), get('/b2'), get('/b1')],
+        failure: [],
+      }),
+      'TOO_LARGE',
+    );
+    t.is(d.tree.revision, rev);
+    t.is(d.tree.get('/x'), null, 'nothing applied');
+    t.is(
+      await d.code({
+        op: 'txn',
+        compare: [],
+        success: [{ op: 'put', key: '/b3', value: big }, get('/b3'), get('/b1'), get('/b2')],
+        failure: [],
+      }),
+      'TOO_LARGE',
+      'a put earlier in the branch counts at its new size',
+    );
+    const ok = await d.ok({ op: 'txn', compare: [], success: [get('/b1'), get('/b2')], failure: [] });
+    t.like(ok, { op: 'txn', succeeded: true });
+  });
+
   it('grants: set, replaced, revoked; kept across restart and through snapshot and restore', async (t) => {
     const d = new Driver(await h.open(t));
     await d.put('/a', '1');
