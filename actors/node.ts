@@ -54,6 +54,8 @@ export interface NodeConfig {
   readonly servers: readonly string[];
   readonly user?: string;
   readonly pass?: string;
+  /** TLS to NATS: the servers' CA, and for mutual TLS this node's certificate and key (PEM files). */
+  readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   /** Cluster name: a subject token, and the cluster id every envelope carries. */
   readonly cluster: string;
   readonly prefix?: string;
@@ -177,6 +179,7 @@ export class EnsembleNode {
       ...(config.user ? { user: config.user } : {}),
       ...(config.pass ? { pass: config.pass } : {}),
       inboxPrefix: '_INBOX.peer',
+      ...(config.tls ? { tls: { ...config.tls } } : {}),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 200,
       pingInterval: 2000,

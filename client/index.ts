@@ -96,6 +96,11 @@ export interface ConnectOptions {
   /** NATS user and password (nats.conf: `client`). */
   readonly user?: string;
   readonly pass?: string;
+  /**
+   * TLS to the NATS servers: `caFile` the CA that signed their certificates (PEM), and for
+   * mutual TLS this client's `certFile` and `keyFile`. Needed when the servers require TLS.
+   */
+  readonly tls?: TlsOptions;
   /** Per-request deadline including retries (default 10 s). */
   readonly timeoutMs?: number;
   /** Session TTL (default 10 s). Keepalives go every third of it. */
@@ -109,6 +114,12 @@ export interface ConnectOptions {
    * `connect` checks that and throws a `TypeError` otherwise.
    */
   readonly nats?: NatsConnection;
+}
+
+export interface TlsOptions {
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
 }
 
 export interface ReadOptions {
@@ -697,6 +708,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
       ...(options.user !== undefined || options.pass !== undefined ? { user } : {}),
       ...(options.pass !== undefined ? { pass: options.pass } : {}),
       inboxPrefix: inboxPrefix(user),
+      ...(options.tls ? { tls: { ...options.tls } } : {}),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 200,
       name: `ensemble-client-${cluster}`,

@@ -23,6 +23,7 @@ import {
   watchServicesCommand,
 } from './cli-recipes.ts';
 import { DEV_PASSWORDS } from './nats-server.ts';
+import { tlsOf } from './tls.ts';
 
 const env = process.env;
 const program = new Command()
@@ -35,6 +36,9 @@ interface ConnectionOpts {
   cluster: string;
   user: string;
   password?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   json?: boolean;
 }
 
@@ -62,6 +66,11 @@ function connectionOptions(cmd: Command, as: 'client' | 'admin' = 'client'): Com
         `${env}_PASSWORD`,
       ),
     )
+    .addOption(
+      new Option('--tls-ca <file>', 'CA of the NATS servers (PEM): connect with TLS').env('ENSEMBLE_TLS_CA'),
+    )
+    .addOption(new Option('--tls-cert <file>', 'certificate for mutual TLS (PEM)').env('ENSEMBLE_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'its private key (PEM)').env('ENSEMBLE_TLS_KEY'))
     .option('--json', 'print JSON for programs');
 }
 
@@ -80,11 +89,13 @@ function connectWith(
   extra: Omit<ConnectOptions, 'servers' | 'cluster' | 'user' | 'pass'> = {},
 ) {
   const pass = o.password ?? DEV_PASSWORDS[o.user as keyof typeof DEV_PASSWORDS];
+  const tls = tlsOf(o);
   return connect({
     servers: o.nats.split(','),
     cluster: o.cluster,
     user: o.user,
     ...(pass ? { pass } : {}),
+    ...(tls ? { tls } : {}),
     ...extra,
   });
 }
@@ -185,6 +196,9 @@ program
     'requests per second one user may send to this node (default 50000; 0: none)',
   )
   .option('--admins <users>', 'NATS users treated as admins, comma-separated (default admin)')
+  .option('--tls-ca <file>', 'CA of the NATS servers (PEM): connect with TLS', env.ENSEMBLE_TLS_CA)
+  .option('--tls-cert <file>', 'certificate for mutual TLS (PEM)', env.ENSEMBLE_TLS_CERT)
+  .option('--tls-key <file>', 'its private key (PEM)', env.ENSEMBLE_TLS_KEY)
   .option('--config <file>', 'JSON file with any of these options')
   .action(async (o) => {
     const file = o.config ? (JSON.parse(readFileSync(o.config, 'utf8')) as Record<string, unknown>) : {};
@@ -207,6 +221,7 @@ program
   .option('--port <port>', 'NATS client port', '4222')
   .option('--nats-cluster', 'run 3 NATS servers joined by routes (no single point of failure)', false)
   .option('--chaos', 'start the nodes with --chaos (ensemble admin stop-actor)', false)
+  .option('--tls', 'TLS on NATS for clients and routes, with a local CA made in <data>/tls', false)
   .option('--json', 'print where everything is as JSON')
   .action((o) => import('./up.ts').then(({ runUp }) => runUp(o)).catch(fail));
 
@@ -478,6 +493,7 @@ connectionOptions(
     servers: String(o.nats).split(','),
     user,
     ...(pass ? { pass } : {}),
+    ...(tlsOf(o) ? { tls: tlsOf(o) } : {}),
     inboxPrefix: inboxPrefix(user),
   }).catch(fail);
   try {

@@ -15,7 +15,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +30,7 @@ import {
   natsUsers,
 } from '../protocol/index.ts';
 import { adopt } from './children.ts';
+import { type TlsFiles, tlsConfig } from './tls.ts';
 
 /** `nats.conf` at the root of the repository: the config `ensemble up` and the tests start. */
 export const DEFAULT_NATS_CONF = fileURLToPath(new URL('../nats.conf', import.meta.url));
@@ -298,6 +299,8 @@ export interface NatsServerOptions {
   readonly startTimeoutMs?: number;
   /** Binary to run (default: `ensureNatsServer()`). */
   readonly binary?: string;
+  /** TLS on client connections (and routes, in a cluster): every client then needs the CA. */
+  readonly tls?: TlsFiles;
 }
 
 export interface NatsServer extends AsyncDisposable {
@@ -432,6 +435,12 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const env = { ...process.env, ...natsServerEnv(), ...options.env };
   const timeoutMs = options.startTimeoutMs ?? 15_000;
   const logFile = path.join(dir, `nats-server-${process.pid}-${Math.floor(performance.now())}.log`);
+  let configFile = config;
+  if (options.tls) {
+    configFile = path.join(dir, `nats-tls-${process.pid}-${Math.floor(performance.now())}.conf`);
+    const base = config === null ? null : await readFile(config, 'utf8');
+    await writeFile(configFile, tlsConfig(base, options.tls, options.cluster !== undefined));
+  }
 
   for (let attempt = 0; ; attempt++) {
     const port = options.port ?? (await freePort());
@@ -439,7 +448,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     const routePort = options.cluster ? (options.cluster.port ?? (await freePort())) : null;
     const args = ['-a', '127.0.0.1', '-p', String(port)];
     if (monitorPort !== null) args.push('-m', String(monitorPort));
-    if (config !== null) args.unshift('-c', config);
+    if (configFile !== null) args.unshift('-c', configFile);
     if (options.cluster) {
       args.push('--cluster_name', options.cluster.name ?? 'ensemble');
       args.push('--cluster', `nats://127.0.0.1:${routePort}`);

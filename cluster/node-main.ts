@@ -6,6 +6,7 @@
 import { EnsembleNode } from '../actors/index.ts';
 import { serveMetrics } from './metrics.ts';
 import { DEV_PASSWORDS, natsCredentials } from './nats-server.ts';
+import { tlsOf } from './tls.ts';
 
 /** True for a NATS URL on this machine only (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(url: string): boolean {
@@ -38,6 +39,9 @@ export interface NodeArgs {
   ratePerUser?: string | number;
   /** Comma-separated NATS users treated as admins. */
   admins?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   /** Serve the chaos admin subject (stop an actor by name). */
   chaos?: boolean;
 }
@@ -80,6 +84,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
     user: a.user ?? 'peer',
     pass,
     quotas,
+    ...(tlsOf(a) ? { tls: tlsOf(a)! } : {}),
     ...(a.admins ? { admins: a.admins.split(',').filter(Boolean) } : {}),
     cluster: a.cluster ?? 'dev',
     ...(a.prefix ? { prefix: a.prefix } : {}),

@@ -3,6 +3,7 @@
  * everything is, restarts a node that dies (crash-only nodes come back from their data), warns about
  * development passwords, and stops everything, and only that, on Ctrl-C.
  */
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { connect } from '../client/index.ts';
@@ -61,4 +62,47 @@ test('ensemble up: a killed node is restarted from its data; Ctrl-C stops everyt
     pids.every((p) => !processAlive(p)),
     'its nodes are gone',
   );
+});
+
+test('ensemble up --tls with real passwords: no warning, TLS only, the application users have their grants', async (t) => {
+  const data = await harness().tempDir('up-tls');
+  const port = await freePort();
+  const secrets = {
+    ENSEMBLE_PEER_PASSWORD: `peer-${randomUUID()}`,
+    ENSEMBLE_ADMIN_PASSWORD: `admin-${randomUUID()}`,
+    ENSEMBLE_CLIENT_PASSWORD: `client-${randomUUID()}`,
+    ENSEMBLE_CLIENT2_PASSWORD: `client2-${randomUUID()}`,
+  };
+  const up = harness().spawn(
+    process.execPath,
+    [BIN, 'up', '--json', '--tls', '--data', data, '--port', String(port), '--cluster', 'uptls'],
+    { env: { ...process.env, ...secrets } },
+  );
+  const [line] = (await up.waitForOutput(/^\{"cluster".*\}$/m, 90_000)) as RegExpMatchArray;
+  const info = JSON.parse(line!) as UpInfo & { tlsCa: string };
+  t.notRegex(up.output(), /development passwords/, 'no warning with real passwords');
+  t.truthy(info.tlsCa);
+  const base = { servers: info.nats, cluster: 'uptls', session: false, timeoutMs: 5000 } as const;
+  await t.throwsAsync(
+    connect({ ...base, user: 'client', pass: secrets.ENSEMBLE_CLIENT_PASSWORD }),
+    undefined,
+    'no TLS: refused',
+  );
+  const tls = { caFile: info.tlsCa };
+  await t.throwsAsync(
+    connect({ ...base, user: 'client', pass: 'ensemble-client-dev', tls }),
+    undefined,
+    'dev password refused',
+  );
+  const c = await connect({ ...base, user: 'client', pass: secrets.ENSEMBLE_CLIENT_PASSWORD, tls });
+  const c2 = await connect({ ...base, user: 'client2', pass: secrets.ENSEMBLE_CLIENT2_PASSWORD, tls });
+  try {
+    await c.put('/up/tls', 'yes');
+    t.is((await c2.get('/up/tls'))?.value.toString(), 'yes');
+  } finally {
+    await c.close();
+    await c2.close();
+  }
+  up.child.kill('SIGINT');
+  t.is((await up.exited).code, 0);
 });

@@ -21,6 +21,7 @@ import {
   startNatsServer,
 } from './nats-server.ts';
 import { nodeArgs } from './node-command.ts';
+import { makeLocalTls } from './tls.ts';
 
 export interface UpArgs {
   nodes?: string | number;
@@ -31,6 +32,8 @@ export interface UpArgs {
   json?: boolean;
   /** Start the nodes with --chaos (the admin subject that stops actors). */
   chaos?: boolean;
+  /** TLS on NATS (clients and routes), with a local CA and certificate in `<data>/tls`. */
+  tls?: boolean;
 }
 
 const RESTART_FIRST_MS = 1000;
@@ -62,16 +65,18 @@ export async function runUp(a: UpArgs): Promise<void> {
     say(`port ${wanted} is taken: NATS listens on ${other} instead`);
     wanted = other;
   }
+  const tls = a.tls ? await makeLocalTls(path.join(dataRoot, 'tls')) : null;
+  if (tls) say(`TLS: CA ${tls.caFile} (clients connect with --tls-ca ${tls.caFile})`);
   const servers: NatsServer[] = [];
   let urls: string[];
   let stopNats: () => Promise<void>;
   if (a.natsCluster) {
-    const c = await startNatsCluster({ binary, size: 3 });
+    const c = await startNatsCluster({ binary, size: 3, ...(tls ? { tls } : {}) });
     servers.push(...c.servers);
     urls = [...c.urls];
     stopNats = () => c.stop();
   } else {
-    const s = await startNatsServer({ binary, port: wanted });
+    const s = await startNatsServer({ binary, port: wanted, ...(tls ? { tls } : {}) });
     servers.push(s);
     urls = [s.url];
     stopNats = () => s.stop();
@@ -99,7 +104,12 @@ export async function runUp(a: UpArgs): Promise<void> {
       nats: urls,
       cluster,
       initialCluster: ids,
-      flags: ['--http-port', String(httpPort), ...(a.chaos ? ['--chaos'] : [])],
+      flags: [
+        '--http-port',
+        String(httpPort),
+        ...(a.chaos ? ['--chaos'] : []),
+        ...(tls ? ['--tls-ca', tls.caFile] : []),
+      ],
     });
     // Crash-only nodes: one that exits is started again from its data directory, after a pause
     // that doubles while it keeps failing (up to 30 s) and starts over once it ran a minute.
@@ -148,6 +158,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     pass: natsCredentials('admin').pass,
     session: false,
     timeoutMs: 30_000,
+    ...(tls ? { tls: { caFile: tls.caFile } } : {}),
   });
   let leader: string | null = null;
   const deadline = performance.now() + 60_000;
@@ -180,6 +191,7 @@ export async function runUp(a: UpArgs): Promise<void> {
   const info = {
     cluster,
     nats: urls,
+    ...(tls ? { tlsCa: tls.caFile } : {}),
     leader,
     nodes: ids.map((id, i) => ({
       id,
@@ -195,7 +207,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     console.log(`\nEnsemble cluster "${cluster}" is up; leader ${leader}.`);
     for (const nd of info.nodes) console.log(`  ${nd.id}  pid ${nd.pid}  data ${nd.data}  ${nd.metrics}`);
     const nats = urls.join(',');
-    const flags = `${nats === 'nats://127.0.0.1:4222' ? '' : ` --nats ${nats}`}${cluster === 'dev' ? '' : ` --cluster ${cluster}`}`;
+    const flags = `${nats === 'nats://127.0.0.1:4222' ? '' : ` --nats ${nats}`}${cluster === 'dev' ? '' : ` --cluster ${cluster}`}${tls ? ` --tls-ca ${path.relative(process.cwd(), tls.caFile)}` : ''}`;
     console.log(`\nTry:  npm run ensemble -- put /hello world${flags}`);
     console.log(`      npm run ensemble -- get /hello${flags}`);
     console.log(`      npm run ensemble -- status${flags}`);

@@ -35,7 +35,12 @@ export class TestCluster {
   static async start(h: Harness, o: ClusterOptions = {}): Promise<TestCluster> {
     const n = o.nodes ?? 3;
     const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
-    const flags = [...(o.flags ?? []), '--tick-ms', String(o.tickMs ?? 50)];
+    const flags = [
+      ...(o.flags ?? []),
+      '--tick-ms',
+      String(o.tickMs ?? 50),
+      ...(h.tls ? ['--tls-ca', h.tls.caFile] : []),
+    ];
     const c = new TestCluster(h, ids, o.cluster ?? 'it', flags);
     for (const id of ids) await c.startNode(id, ids);
     await c.waitForLeader();
@@ -76,6 +81,7 @@ export class TestCluster {
       cluster: this.name,
       user,
       pass: natsCredentials(user).pass,
+      ...(this.h.tls ? { tls: { caFile: this.h.tls.caFile } } : {}),
       timeoutMs: options.timeoutMs ?? 20_000,
       ...rest,
     });

@@ -31,6 +31,7 @@ import {
   startNatsCluster,
   startNatsServer,
 } from '../cluster/nats-server.ts';
+import { makeLocalTls, type TlsFiles } from '../cluster/tls.ts';
 import { inboxPrefix, type NatsUser } from '../protocol/subjects.ts';
 
 export interface HarnessOptions {
@@ -42,6 +43,8 @@ export interface HarnessOptions {
   readonly label?: string;
   /** At teardown, SIGKILL a spawned process this long after its SIGTERM (default 5000 ms). */
   readonly stopGraceMs?: number;
+  /** TLS on every NATS server (clients and routes), with a local CA made for the run. */
+  readonly tls?: boolean;
 }
 
 /** A child process the harness owns; stopped at teardown. */
@@ -67,6 +70,8 @@ export interface Harness extends AsyncDisposable {
   readonly natsServers: readonly NatsServer[];
   /** The NATS cluster, when started with `natsCluster`. */
   readonly natsCluster: NatsCluster | null;
+  /** The CA and server certificate, when started with `tls`. */
+  readonly tls: TlsFiles | null;
   /** A fresh temp directory, removed at teardown. */
   tempDir(name?: string): Promise<string>;
   /** Connection options for a nats.conf user: its credentials and its inbox prefix. */
@@ -151,7 +156,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const connections: NatsConnection[] = [];
   const processes: ManagedProcess[] = [];
   const config = options.natsConfig;
-  const base = { binary, ...(config === undefined ? {} : { config }) };
+  let tls: TlsFiles | null = null;
+  if (options.tls) {
+    const dir = await mkdtemp(path.join(tmpdir(), `${label}-tls-`));
+    dirs.push(dir);
+    tls = await makeLocalTls(dir);
+  }
+  const base = { binary, ...(config === undefined ? {} : { config }), ...(tls ? { tls } : {}) };
 
   let natsCluster: NatsCluster | null = null;
   let servers: NatsServer[];
@@ -172,6 +183,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       pass,
       inboxPrefix: inboxPrefix(user),
       name: `${label}-${user}`,
+      ...(tls ? { tls: { caFile: tls.caFile } } : {}),
       ...extra,
     };
   };
@@ -180,6 +192,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     natsUrls,
     natsServers: servers,
     natsCluster,
+    tls,
     async tempDir(name = 'tmp') {
       const dir = await mkdtemp(path.join(tmpdir(), `${label}-${name}-`));
       dirs.push(dir);
