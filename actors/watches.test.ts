@@ -13,7 +13,6 @@ import { MemoryTree } from '../storage/index.ts';
 import { WatchHub, type WatchHubOptions } from './watches.ts';
 
 const harness = useHarness(test, { label: 'ensemble-watchhub' });
-const S = subjects({ cluster: 'hub' });
 const bytes = (s: string) => new TextEncoder().encode(s);
 const until = (cond: () => boolean, what: string) => waitFor(cond, { what, intervalMs: 5 });
 
@@ -37,7 +36,15 @@ async function rig(options: Partial<WatchHubOptions> = {}): Promise<Rig> {
   const listener = await harness().connect('client');
   const tree = new MemoryTree();
   const self = `n${++rigs}`;
-  const hub = new WatchHub({ nc, subjects: S, self, tree, progressMs: 200, ...options });
+  // Each rig is a cluster of its own (its own watch claims), sharing one NATS server.
+  const hub = new WatchHub({
+    nc,
+    subjects: subjects({ cluster: 'hub', prefix: `ensemble.hub${rigs}` }),
+    self,
+    tree,
+    progressMs: 200,
+    ...options,
+  });
   hub.start();
   const r: Rig = {
     tree,
@@ -118,7 +125,7 @@ test('live watchers of one target share one group: one message on its subject pe
     started.every((s) => s.group === group),
     'one subject for one target',
   );
-  t.regex(group, /^ensemble\.hub\.watch\.n\d+\.[A-Za-z0-9_-]+$/);
+  t.regex(group, /^ensemble\.hub\d+\.watch\.n\d+\.[A-Za-z0-9_-]+$/);
   const shared = r.listen<WatchGroupMessage>(group);
   await r.listener.flush();
   await r.put('/p/warm'); // everyone live
@@ -241,4 +248,50 @@ test('messages stay under the size bound, whole revisions together', async (t) =
   t.true(later.length >= 4, 'the rest is split into several messages');
   t.true(later.every((m) => m.events.length <= 3));
   r.close();
+});
+
+test("a session's watches live on one node: a peer's claim ends them here with WATCH_MOVED", async (t) => {
+  const nc = await harness().connect('peer');
+  const listener = await harness().connect('client');
+  const cluster = subjects({ cluster: 'hub', prefix: 'ensemble.claims1' });
+  const hubs = ['a', 'b'].map((self) => {
+    const hub = new WatchHub({
+      nc,
+      subjects: cluster,
+      self,
+      tree: new MemoryTree(),
+      progressMs: 200,
+      maxPerSession: 2,
+    });
+    hub.start();
+    return hub;
+  });
+  await nc.flush();
+  const [a, b] = hubs as [WatchHub, WatchHub];
+  const got: WatchMessage[] = [];
+  const first = request({ session: 'sm' });
+  listener.subscribe(first.inbox, {
+    callback: (_e, m) => {
+      const d = decodeEnvelope(m.data, { cluster: 'hub' });
+      if (d.ok) got.push(d.envelope.body as WatchMessage);
+    },
+  });
+  await listener.flush();
+  t.false('error' in a.add(first));
+  t.false('error' in a.add(request({ session: 'sm' })));
+  t.true('error' in a.add(request({ session: 'sm' })), 'the per-session limit on one node');
+  const other = request({ session: 'other' });
+  t.false('error' in a.add(other), 'another session is not touched');
+  // The session's next watch starts on b: b claims the session, a ends its two watches.
+  t.false('error' in b.add(request({ session: 'sm' })));
+  await until(() => a.phase('sm', first.id) === null, 'a ended the moved watch');
+  await until(() => got.some((m) => m.error?.code === 'WATCH_MOVED'), 'the client is told where');
+  t.is(got.find((m) => m.error)?.error?.node, 'b');
+  t.is(a.counters.moved, 2);
+  t.not(a.phase('other', other.id), null, "the other session's watch stays");
+  // A forged claim (bad shape) is counted and ignored.
+  nc.publish(cluster.watchClaims(), new Uint8Array([1, 2, 3]));
+  await nc.flush();
+  await until(() => a.counters.badClaims === 1, 'the bad claim is counted');
+  for (const h of hubs) h.stop();
 });

@@ -21,10 +21,14 @@
  *   shared watch is never waited for; its client keeps a bounded buffer and leaves the stream
  *   when its consumer falls behind (client/index.ts).
  * - A pump does at most `sliceMs` of work, then yields to the event loop (Raft first).
- * - A watch belongs to a session and ends with it; at most `maxPerSession` per session.
+ * - A watch belongs to a session and ends with it; at most `maxPerSession` per session, across
+ *   the cluster: a session's watches live on one node at a time. A node that starts the first
+ *   watch of a session announces it to its peers (`P.claims.watch`); a peer that serves watches
+ *   of that session ends them with WATCH_MOVED, and the client resumes them on its watch node.
+ *   (While peers cannot hear each other, each side keeps its own: the bound is per partition.)
  */
 import { createHash, randomInt } from 'node:crypto';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { type Actor, createActor, type InspectionEvent } from 'xstate';
 import { phaseOf, type WatcherEvent, type WatcherPhase, watcherMachine } from '../machines/watch/index.ts';
 import type {
@@ -36,13 +40,16 @@ import type {
 } from '../protocol/index.ts';
 import {
   CompactedError,
+  decodePeer,
   EnsembleError,
   encodeCbor,
   encodeEnvelopeSpliced,
+  encodePeer,
   InternalError,
   LimitExceededError,
   SessionExpiredError,
   WatchBehindError,
+  WatchMovedError,
 } from '../protocol/index.ts';
 import type { EventFilter, KeyTree, TreeEvent } from '../storage/index.ts';
 import { filterOf as eventMatcher } from '../storage/index.ts';
@@ -50,6 +57,8 @@ import { filterOf as eventMatcher } from '../storage/index.ts';
 export interface WatchHubOptions {
   readonly nc: NatsConnection;
   readonly subjects: Subjects;
+  /** The cluster id peer envelopes carry (default: the subject table's cluster). */
+  readonly cluster?: string;
   /** This node's id (it names the group subjects). */
   readonly self: string;
   readonly tree: KeyTree;
@@ -103,6 +112,10 @@ export interface WatchCounters {
   groupMessages: number;
   events: number;
   cancelledBehind: number;
+  /** Watches ended because their session's watches moved to another node. */
+  moved: number;
+  /** Malformed watch claims dropped. */
+  badClaims: number;
 }
 
 const EMPTY_EVENTS = encodeCbor([]);
@@ -120,7 +133,17 @@ export class WatchHub {
   private nextGen = randomInt(1, 2 ** 30);
   private pumpScheduled = false;
   private timer: NodeJS.Timeout | null = null;
-  private readonly traffic = { messages: 0, groupMessages: 0, events: 0, cancelledBehind: 0 };
+  private claims: Subscription | null = null;
+  private readonly traffic = {
+    messages: 0,
+    groupMessages: 0,
+    events: 0,
+    cancelledBehind: 0,
+    /** Watches ended because their session's watches moved to another node. */
+    moved: 0,
+    /** Claims that were not well-formed. */
+    badClaims: 0,
+  };
 
   constructor(private readonly opts: WatchHubOptions) {}
 
@@ -142,9 +165,46 @@ export class WatchHub {
   start(): void {
     this.timer = setInterval(() => this.heartbeat(), Math.max(50, Math.floor(this.progressMs / 2)));
     this.timer.unref?.();
+    const { nc, subjects } = this.opts;
+    this.claims = nc.subscribe(subjects.watchClaims(), {
+      callback: (err, m) => {
+        if (err) return;
+        const d = decodePeer(m.data, { cluster: this.opts.cluster ?? subjects.cluster });
+        const b = d.ok ? (d.body as { session?: unknown; node?: unknown }) : null;
+        if (b === null || typeof b.session !== 'string' || typeof b.node !== 'string') {
+          this.traffic.badClaims++;
+          return;
+        }
+        this.claimed(b.session, b.node);
+      },
+    });
+  }
+
+  /** Tells the peers this node now serves `session`'s watches. */
+  private claim(session: string): void {
+    try {
+      this.opts.nc.publish(
+        this.opts.subjects.watchClaims(),
+        encodePeer({ session, node: this.opts.self }, this.opts.cluster ?? this.opts.subjects.cluster),
+      );
+    } catch {
+      // NATS is down: the claim is lost, and so, for now, is the cluster-wide bound.
+    }
+  }
+
+  /** Node `node` serves `session`'s watches now: end the ones here (WATCH_MOVED). */
+  claimed(session: string, node: string): void {
+    if (node === this.opts.self || !this.perSession.has(session)) return;
+    for (const w of [...this.watchers.values()]) {
+      if (w.req.session !== session) continue;
+      this.traffic.moved++;
+      this.fail(w, new WatchMovedError(node));
+    }
   }
 
   stop(): void {
+    this.claims?.unsubscribe();
+    this.claims = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     for (const w of this.watchers.values()) w.actor.stop();
@@ -206,6 +266,7 @@ export class WatchHub {
     this.watchers.set(key, w);
     this.waiting.add(w);
     this.perSession.set(req.session, n + 1);
+    if (n === 0) this.claim(req.session);
     this.step(w, { type: 'tree.at', revision: tree.revision });
     this.schedule();
     return { revision: from, group: this.opts.subjects.watchGroup(this.opts.self, token) };

@@ -26,7 +26,7 @@ import type {
   WatchGroupMessage,
   WatchMessage,
 } from '../protocol/index.ts';
-import { decodeCbor, EnsembleError, fromWire, inboxPrefix, watchInbox } from '../protocol/index.ts';
+import { decodeCbor, EnsembleError, fromWire, inboxPrefix, isToken, watchInbox } from '../protocol/index.ts';
 import type { Client } from './index.ts';
 
 export type WatchTarget =
@@ -117,6 +117,11 @@ export class WatchGroups {
     const r = await asked;
     this.node ??= r.node;
     return r;
+  }
+
+  /** The session's watches moved to `node` (WATCH_MOVED): later watches go there. */
+  movedTo(node: string): void {
+    if (isToken(node)) this.node = node;
   }
 
   /** Subscribes `stream` to `subject`; true once the server has the subscription. */
@@ -290,7 +295,11 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     if (m.error) {
       const e = fromWire(m.error);
       if (e.code === 'WATCH_BEHIND') this.stall();
-      else this.fail(e);
+      else if (e.code === 'WATCH_MOVED') {
+        // The session's watches are served by another node now: resume there.
+        this.groups.movedTo(String((m.error as { node?: unknown }).node ?? ''));
+        this.resume();
+      } else this.fail(e);
       return;
     }
     this.take(m);

@@ -100,6 +100,11 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   );
   counters('ensemble_watch_events_total', 'Events delivered to watches (one per watch)', () => w().events);
   counters('ensemble_watches_behind_total', 'Watches ended with WATCH_BEHIND', () => w().cancelledBehind);
+  counters(
+    'ensemble_watches_moved_total',
+    "Watches ended with WATCH_MOVED (their session's watches went to another node)",
+    () => w().moved,
+  );
   new Gauge({
     name: 'ensemble_actor_restarts_total',
     help: 'Restarts of each supervised actor since the node started',

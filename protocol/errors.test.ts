@@ -20,6 +20,7 @@ import {
   UnknownOpError,
   UnknownOutcomeError,
   VersionMismatchError,
+  WatchMovedError,
 } from './errors.ts';
 
 const samples: EnsembleError[] = [
@@ -41,6 +42,7 @@ const samples: EnsembleError[] = [
   new PermissionDeniedError('client2', 'no write grant on /a'),
   new QuotaExceededError('sessionsPerUser', 1000),
   new RateLimitedError(250),
+  new WatchMovedError('n2'),
 ];
 
 samples.forEach((err, i) => {

@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'PERMISSION_DENIED'
   | 'QUOTA_EXCEEDED'
   | 'RATE_LIMITED'
+  | 'WATCH_MOVED'
   | 'INTERNAL'
   | 'UNSUPPORTED_VERSION'
   | 'WRONG_CLUSTER';
@@ -303,6 +304,7 @@ const builders: Record<ErrorCode, (w: Record<string, unknown>, message: string) 
   PERMISSION_DENIED: (w, m) => new PermissionDeniedError(str(w.user, ''), m),
   QUOTA_EXCEEDED: (w, m) => new QuotaExceededError(str(w.quota, ''), num(w.max, 0), m),
   RATE_LIMITED: (w, m) => new RateLimitedError(num(w.retryAfterMs, 0), m),
+  WATCH_MOVED: (w, m) => new WatchMovedError(str(w.node, ''), m),
 };
 
 export function isErrorCode(code: unknown): code is ErrorCode {
@@ -448,5 +450,25 @@ export class RateLimitedError extends EnsembleError {
   }
   protected override extra() {
     return { retryAfterMs: this.retryAfterMs };
+  }
+}
+
+/**
+ * The watch's session now has its watches on another node (`node`): a session holds watches on
+ * one node at a time, so the per-session limit holds across the cluster. Resume the watch (from
+ * the next revision) on the session's watch node.
+ */
+export class WatchMovedError extends EnsembleError {
+  readonly code = 'WATCH_MOVED' as const;
+  override readonly name = 'WatchMovedError';
+  constructor(
+    readonly node: string,
+    message = `the session's watches moved to node ${node}; resume there`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  protected override extra() {
+    return { node: this.node };
   }
 }

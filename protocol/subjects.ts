@@ -12,6 +12,7 @@
  * | `P.api.<op>`                   | clients, peers       | every node, queue group         |
  * | `P.session.keepalive`          | clients              | every node (no queue group)     |
  * | `P.watch.<node>.<group>`       | node `<node>`        | clients (shared watch streams)  |
+ * | `P.claims.watch`               | peers                | every node (session watch moves) |
  * | `_INBOX.<user>.…`              | peers (replies, watch events) | the client of NATS user `<user>` |
  *
  * Clients publish only on the API and keepalive subjects and read only their own user's inbox
@@ -105,6 +106,11 @@ export interface Subjects {
    * answered only by a node started with `--chaos`; nats.conf lets only peers publish there.
    */
   nodeAdmin(nodeId: string, op: string): string;
+  /**
+   * Where a node announces that it now serves a session's watches (peers only): the others end
+   * theirs for that session with WATCH_MOVED, so a session's watches live on one node at a time.
+   */
+  watchClaims(): string;
   /** The shared stream of node `nodeId`'s watch group `group` (a token naming target + options). */
   watchGroup(nodeId: string, group: string): string;
   /** Parses an API subject (node or any-node); `null` if `subject` is not one of this cluster's. */
@@ -140,6 +146,7 @@ export function subjects(options: SubjectOptions): Subjects {
     // A queue group is scoped to its subjects already; NATS services refuse dots in its name.
     apiQueue: 'ensemble-api',
     sessionKeepalive: () => `${prefix}.session.keepalive`,
+    watchClaims: () => `${prefix}.claims.watch`,
     watchGroup: (nodeId, group) =>
       `${prefix}.watch.${token(nodeId, 'node id')}.${token(group, 'watch group')}`,
     parseApi(subject) {

@@ -178,3 +178,38 @@ test.serial('status lists session ids to admins only', async (t) => {
   t.true((await admin.status()).sessions.length >= 1);
   t.deepEqual((await c.status()).sessions, []);
 });
+
+test.serial("a session's watches are bounded across the cluster, not per node", async (t) => {
+  const nc = await harness.connect('client');
+  const ask = async (subject: string, body: object) =>
+    decodeReply<{ id: string; secret: Uint8Array }>(
+      (await nc.request(subject, encodeEnvelope(body, { cluster: NAME }), { timeout: 5000 })).data,
+    );
+  const open = await ask(`ensemble.${NAME}.api.sessionOpen`, { ttlMs: 10_000 });
+  t.true(open.ok);
+  if (!open.ok) return;
+  const s = open.result;
+  const codes = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const node = cluster.ids[i % cluster.ids.length]!;
+    const r = await ask(`ensemble.${NAME}.node.${node}.api.watch`, {
+      id: `flood${i}`,
+      key: `/flood/${i}`,
+      inbox: `_INBOX.client.flood.watch.w${i}`,
+      session: s.id,
+      secret: s.secret,
+    });
+    const c = r.ok ? 'ok' : r.error.code;
+    codes.set(c, (codes.get(c) ?? 0) + 1);
+  }
+  await sleep(500);
+  let live = 0;
+  for (const id of cluster.ids) live += await cluster.metric(id, 'ensemble_watchers');
+  t.log(
+    `300 watch requests spread over ${cluster.ids.length} nodes: ${JSON.stringify([...codes])}; ${live} live`,
+  );
+  t.true(live >= 1 && live <= 64, `${live} watches live across the cluster (at most 64 per session)`);
+  let moved = 0;
+  for (const id of cluster.ids) moved += await cluster.metric(id, 'ensemble_watches_moved_total');
+  t.true(moved > 0, 'watches moved with their session');
+});
