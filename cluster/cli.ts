@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { decodeReply, encodeEnvelope, inboxPrefix, type KeyValue, subjects } from '../protocol/index.ts';
+import { wholeArg } from './args.ts';
 import {
   electCommand,
   Interrupts,
@@ -137,7 +138,7 @@ async function untilDone(
 }
 
 async function withClient<T>(o: ClientOpts, session: boolean, fn: (c: Client) => Promise<T>): Promise<void> {
-  const c = await connectWith(o, { timeoutMs: Number(o.timeout), session });
+  const c = await connectWith(o, { timeoutMs: wholeArg('--timeout', o.timeout, 1)!, session });
   try {
     const result = await fn(c);
     if (o.json) console.log(JSON.stringify(result, jsonBytes));
@@ -232,7 +233,7 @@ clientOptions(program.command('get <key>').description('read a key'))
     withClient(o, false, async (c) => {
       const kv = await c.get(key, {
         ...(o.serializable ? { serializable: true } : {}),
-        ...(o.revision ? { revision: Number(o.revision) } : {}),
+        ...(o.revision ? { revision: wholeArg('--revision', o.revision, 1) } : {}),
       });
       if (!o.json) console.log(kv === null ? `${key} not found` : describe(kv));
       return kv;
@@ -246,7 +247,7 @@ clientOptions(program.command('put <key> <value>').description('write a key'))
     withClient(o, true, async (c) => {
       const r = await c.put(key, value, {
         ...(o.ifAbsent ? { ifAbsent: true } : {}),
-        ...(o.ifVersion !== undefined ? { ifVersion: Number(o.ifVersion) } : {}),
+        ...(o.ifVersion !== undefined ? { ifVersion: wholeArg('--if-version', o.ifVersion) } : {}),
       });
       if (!o.json) console.log(`${key} written: version ${r.version}, revision ${r.revision}`);
       return r;
@@ -267,7 +268,7 @@ clientOptions(program.command('ls [path]').description('list the children of a p
   .option('--limit <n>', 'at most this many names')
   .action((path: string | undefined, o) =>
     withClient(o, false, async (c) => {
-      const r = await c.list(path ?? '/', o.limit ? { limit: Number(o.limit) } : {});
+      const r = await c.list(path ?? '/', o.limit ? { limit: wholeArg('--limit', o.limit, 1)! } : {});
       if (!o.json) {
         for (const n of r.names) console.log(n);
         if (r.more) console.log('… (more: use --limit and the last name)');
@@ -280,7 +281,7 @@ clientOptions(program.command('range <prefix>').description('keys starting with 
   .option('--limit <n>', 'at most this many keys')
   .action((prefix: string, o) =>
     withClient(o, false, async (c) => {
-      const r = await c.range(prefix, o.limit ? { limit: Number(o.limit) } : {});
+      const r = await c.range(prefix, o.limit ? { limit: wholeArg('--limit', o.limit, 1)! } : {});
       if (!o.json) for (const kv of r.kvs) console.log(describe(kv));
       return r;
     }).catch(fail),
@@ -369,7 +370,7 @@ clientOptions(
     const c = await connectWith(o).catch(fail);
     const target = o.prefix ? { prefix: key } : o.subtree ? { subtree: key } : { key };
     const w = c.watch(target, {
-      ...(o.from ? { fromRevision: Number(o.from) } : {}),
+      ...(o.from ? { fromRevision: wholeArg('--from', o.from, 1)! } : {}),
       ...(o.prev ? { prevValue: true } : {}),
       ...(o.progress ? { progressNotify: true } : {}),
     });
@@ -416,7 +417,7 @@ clientOptions(
   'admin',
 ).action((rev: string, o) =>
   withClient(o, false, async (c) => {
-    const r = await c.compact(Number(rev));
+    const r = await c.compact(wholeArg('<revision>', rev, 1)!);
     if (!o.json) console.log(`history compacted up to revision ${r.compactRevision}`);
     return r;
   }).catch(fail),

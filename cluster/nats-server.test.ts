@@ -55,6 +55,7 @@ test('credentials: passwords from the environment, else the development defaults
   t.deepEqual(natsCredentials('peer', { ENSEMBLE_PEER_PASSWORD: 'p' }), { user: 'peer', pass: 'p' });
   t.deepEqual(natsServerEnv({ ENSEMBLE_CLIENT2_PASSWORD: 'x' }), {
     ENSEMBLE_PEER_PASSWORD: DEV_PASSWORDS.peer,
+    ENSEMBLE_ADMIN_PASSWORD: DEV_PASSWORDS.admin,
     ENSEMBLE_CLIENT_PASSWORD: DEV_PASSWORDS.client,
     ENSEMBLE_CLIENT2_PASSWORD: 'x',
   });

@@ -4,6 +4,7 @@
  * (an I/O failure: restart it and it resumes from RocksDB).
  */
 import { EnsembleNode } from '../actors/index.ts';
+import { wholeArg } from './args.ts';
 import { serveMetrics } from './metrics.ts';
 import { DEV_PASSWORDS, natsCredentials } from './nats-server.ts';
 import { tlsOf } from './tls.ts';
@@ -46,8 +47,6 @@ export interface NodeArgs {
   chaos?: boolean;
 }
 
-const num = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
-
 export async function runNode(a: NodeArgs): Promise<void> {
   if (!a.id || !a.data) throw new TypeError('ensemble node needs --id and --data');
   const initial = (a.initialCluster ?? '').split(',').filter(Boolean);
@@ -55,9 +54,13 @@ export async function runNode(a: NodeArgs): Promise<void> {
     throw new TypeError('ensemble node needs --initial-cluster (or --join)');
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
   const raft: Record<string, number> = {};
-  if (a.electionTicks !== undefined) raft.electionTicks = Number(a.electionTicks);
-  if (a.snapshotThreshold !== undefined) raft.snapshotThreshold = Number(a.snapshotThreshold);
-  const tickMs = num(a.tickMs);
+  const electionTicks = wholeArg('--election-ticks', a.electionTicks, 2);
+  if (electionTicks !== undefined) raft.electionTicks = electionTicks;
+  const snapshotThreshold = wholeArg('--snapshot-threshold', a.snapshotThreshold, 1);
+  if (snapshotThreshold !== undefined) raft.snapshotThreshold = snapshotThreshold;
+  const tickMs = wholeArg('--tick-ms', a.tickMs, 1);
+  const httpPort = wholeArg('--http-port', a.httpPort, 0);
+  if (httpPort !== undefined && httpPort > 65535) throw new TypeError('--http-port takes 0 to 65535');
   const servers = (a.nats ?? 'nats://127.0.0.1:4222').split(',');
   const pass = a.password ?? process.env.ENSEMBLE_PEER_PASSWORD ?? natsCredentials('peer').pass;
   const remote = servers.filter((s) => !isLoopback(s));
@@ -68,15 +71,13 @@ export async function runNode(a: NodeArgs): Promise<void> {
   const quotas = Object.fromEntries(
     (
       [
-        ['databaseBytes', num(a.quotaBackendBytes)],
-        ['sessionsPerUser', num(a.maxSessionsPerUser)],
-        ['keysPerSession', num(a.maxKeysPerSession)],
-        ['requestsPerSecond', num(a.ratePerUser)],
+        ['databaseBytes', wholeArg('--quota-backend-bytes', a.quotaBackendBytes, 1)],
+        ['sessionsPerUser', wholeArg('--max-sessions-per-user', a.maxSessionsPerUser, 1)],
+        ['keysPerSession', wholeArg('--max-keys-per-session', a.maxKeysPerSession, 1)],
+        ['requestsPerSecond', wholeArg('--rate-per-user', a.ratePerUser, 0)],
       ] as const
     ).filter(([, v]) => v !== undefined),
   );
-  for (const [k, v] of Object.entries(quotas))
-    if (!Number.isFinite(v) || (v as number) < 0) throw new TypeError(`${k} must be a non-negative number`);
   const node = await EnsembleNode.start({
     id: a.id,
     dataDir: a.data,
@@ -95,7 +96,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
     log,
     chaos: Boolean(a.chaos),
   });
-  const metrics = await serveMetrics(node, num(a.httpPort) ?? 0);
+  const metrics = await serveMetrics(node, httpPort ?? 0);
   log(
     `[${a.id}] metrics http://127.0.0.1:${metrics.port}/metrics  health http://127.0.0.1:${metrics.port}/health`,
   );

@@ -395,7 +395,7 @@ function toJsonValue(value: unknown, base64: boolean, depth: number): unknown {
     if (v instanceof Uint8Array) {
       hasBytes = true;
       x = asBase64 ? Buffer.from(v).toString('base64') : utf8.decode(v);
-    } else x = toJsonValue(v, base64, depth + 1);
+    } else x = toJsonValue(v, asBase64, depth + 1); // nested objects inherit this object's encoding
     defineField(out, k, x);
   }
   if (hasBytes && asBase64) out.encoding = 'base64';

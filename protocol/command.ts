@@ -22,7 +22,7 @@ import {
   tagFields,
   txnFields,
 } from './api.ts';
-import { decodeCborTrusted, encodeCbor } from './codec.ts';
+import { DEFAULT_MAX_REQUEST_FRAME, decodeCborTrusted, encodeCbor } from './codec.ts';
 import { BadRequestError, TooLargeError } from './errors.ts';
 import {
   type Accepts,
@@ -75,11 +75,13 @@ export type CommandOf<K extends CommandOp> = Extract<Command, { readonly op: K }
 export function decodeCommand(input: unknown, limits: ApiLimits = defaultApiLimits): Command {
   let raw = input;
   if (isBytes(input)) {
-    if (input.length > limits.maxRequestBytes)
+    // A command is what a valid request became: bounded like the request's whole frame (values
+    // are bounded by maxRequestBytes, but keys, compares and framing come on top).
+    if (input.length > DEFAULT_MAX_REQUEST_FRAME)
       throw new TooLargeError(
         input.length,
-        limits.maxRequestBytes,
-        `command of ${input.length} bytes exceeds ${limits.maxRequestBytes}`,
+        DEFAULT_MAX_REQUEST_FRAME,
+        `command of ${input.length} bytes exceeds ${DEFAULT_MAX_REQUEST_FRAME}`,
       );
     // Log entries come from a leader that encoded them itself (peers are trusted by nats.conf):
     // no plain-CBOR scan first; what decodes is still checked field by field below.

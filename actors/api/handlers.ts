@@ -249,7 +249,7 @@ export class ApiHandlers {
       return this.p.answer(reply, { error: refused });
     }
     let command = commandOf(v, this.p.newSession ?? randomSession);
-    if (command === null) return;
+    if (command === null) return this.p.answer(reply, { error: new InternalError(`${v.op} is not a write`) });
     // A client's session records whose it is: sessions per user are counted by it.
     if (command.op === 'sessionOpen' && caller.kind === 'client')
       command = { ...command, owner: caller.user };

@@ -39,6 +39,12 @@ export interface SnapshotChunk {
 export const MAX_FRAME_MESSAGES = 4096;
 export const MAX_APPEND_ENTRIES = 65536;
 
+/**
+ * Highest term a peer may claim: no election count comes near it, and a node that adopts it can
+ * still campaign with its term a safe integer (the log stores refuse any other).
+ */
+export const MAX_TERM = 2 ** 52;
+
 class Invalid extends Error {}
 
 const isObj = (v: unknown): v is Record<string, unknown> =>
@@ -59,6 +65,12 @@ function int(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < -1)
     throw new Invalid(`${what} must be an integer >= -1`);
   return v;
+}
+
+function termOf(v: unknown, what: string): number {
+  const t = nat(v, what);
+  if (t > MAX_TERM) throw new Invalid(`${what} must be at most ${MAX_TERM}`);
+  return t;
 }
 
 function id(v: unknown, what: string): string {
@@ -117,7 +129,7 @@ function entry(v: unknown, expected: number, what: string): Entry {
 /** Checks one Raft message; throws `Invalid` with the first problem. */
 function message(v: unknown, from: string, what: string): Message {
   const m = obj(v, what);
-  const term = nat(m.term, `${what}.term`);
+  const term = termOf(m.term, `${what}.term`);
   if (m.from !== from) throw new Invalid(`${what}.from differs from the frame's sender`);
   switch (m.type) {
     case 'raft.appendEntries': {
@@ -239,7 +251,7 @@ export function validateSnapshotChunk(body: unknown): ValidatedChunk {
       ok: true,
       chunk: {
         from: id(b.from, 'chunk.from'),
-        term: nat(b.term, 'chunk.term'),
+        term: termOf(b.term, 'chunk.term'),
         snapshot: validateSnapshotMeta(b.snapshot),
         seq: nat(b.seq, 'chunk.seq'),
         last: bool(b.last, 'chunk.last'),
