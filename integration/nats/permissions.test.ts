@@ -150,8 +150,10 @@ test('processes of one application answer each other on app.>; another account d
 test("a request with a forged reply subject cannot reach another user: the server maps replies into the asker's own account", async (t) => {
   const node = await h().connect('peer');
   const infos: (string | undefined)[] = [];
-  node.subscribe(s.api('get'), {
-    queue: s.apiQueue,
+  // A cluster of its own: tests of this file run at once, and a queue group is shared.
+  const forge = subjects({ cluster: 'forge' });
+  node.subscribe(forge.api('get'), {
+    queue: forge.apiQueue,
     callback: (_, m) => {
       infos.push(m.headers?.get('Nats-Request-Info'));
       m.respond('answer');
@@ -169,7 +171,7 @@ test("a request with a forged reply subject cannot reach another user: the serve
   const attacker = await h().connect('client');
   const forged = headers();
   forged.set('Nats-Request-Info', JSON.stringify({ acc: 'ENSEMBLE', user: 'peer' }));
-  attacker.publish(s.api('get'), encodeEnvelope({ key: '/a' }, { cluster: 'dev' }), {
+  attacker.publish(forge.api('get'), encodeEnvelope({ key: '/a' }, { cluster: 'forge' }), {
     reply: '_INBOX.client2.K.1',
     headers: forged,
   });
