@@ -55,7 +55,10 @@ test.serial('the ephemeral keys of a killed client process disappear', async (t)
 test.serial(
   'a live client keeps its ephemeral keys through three leader kills and a NATS restart',
   async (t) => {
-    const c = await cluster.client({ sessionTtlMs: 3000, timeoutMs: 30_000 });
+    // TTL 5 s: the 1 s outage plus NATS's and the nodes' reconnection must fit in it with room
+    // to spare on a loaded CI machine (with 3 s, the suite's CPU-bound tests running alongside
+    // once starved a keepalive round past the TTL).
+    const c = await cluster.client({ sessionTtlMs: 5000, timeoutMs: 30_000 });
     await c.put('/eph/live', 'here', { ephemeral: true });
     for (let i = 0; i < 3; i++) {
       const leader = await cluster.waitForLeader();
@@ -75,7 +78,7 @@ test.serial(
     await cluster.waitForLeader(30_000, cluster.ids);
     // The point of the test: nothing may happen for longer than the TTL (an expiry would
     // delete the key), so this is a fixed wait for a non-event, not for a condition.
-    await new Promise((r) => setTimeout(r, 4000));
+    await new Promise((r) => setTimeout(r, 6000));
     const kv = await c.get('/eph/live');
     t.truthy(kv, 'the live session kept its key through the NATS restart');
     t.is(kv?.session, c.sessionInfo?.id);
