@@ -12,23 +12,36 @@ import { nodeArgs } from '../cluster/node-command.ts';
 
 export interface BenchCluster {
   readonly url: string;
+  readonly ids: readonly string[];
+  /** Pids of the node processes started first (see `pid` for the current ones). */
   readonly pids: readonly number[];
+  /** The current pid of node `id`. */
+  pid(id: string): number;
+  /** SIGKILLs node `id` and resolves once it exited. */
+  kill(id: string): Promise<void>;
+  /** Starts node `id` again from its data directory. */
+  start(id: string): void;
   client(options?: Partial<ConnectOptions>): Promise<Client>;
   /** CPU ms each node process used so far (user + system). */
   cpu(): number[];
   stop(): Promise<void>;
 }
 
-export async function startBenchCluster(dir: string, name = 'bench'): Promise<BenchCluster> {
+export async function startBenchCluster(
+  dir: string,
+  name = 'bench',
+  flags: readonly string[] = [],
+): Promise<BenchCluster> {
   const nats = await startNatsServer();
   const ids = ['n1', 'n2', 'n3'];
-  const children = ids.map((id) =>
+  const spawnNode = (id: string) =>
     spawn(
       process.execPath,
-      nodeArgs({ id, data: path.join(dir, id), nats: [nats.url], cluster: name, initialCluster: ids }),
+      nodeArgs({ id, data: path.join(dir, id), nats: [nats.url], cluster: name, initialCluster: ids, flags }),
       { stdio: 'ignore' },
-    ),
-  );
+    );
+  const current = new Map(ids.map((id) => [id, spawnNode(id)]));
+  const all = [...current.values()];
   const client = (options: Partial<ConnectOptions> = {}) =>
     connect({
       servers: [nats.url],
@@ -45,10 +58,24 @@ export async function startBenchCluster(dir: string, name = 'bench'): Promise<Be
     await new Promise((r) => setTimeout(r, 100));
   }
   await probe.close();
-  const pids = children.map((c) => c.pid!);
+  const pids = all.map((c) => c.pid!);
   return {
     url: nats.url,
+    ids,
     pids,
+    pid: (id) => current.get(id)!.pid!,
+    async kill(id) {
+      const c = current.get(id)!;
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      await exited;
+    },
+    start(id) {
+      const c = spawnNode(id);
+      current.set(id, c);
+      all.push(c);
+    },
     client,
     cpu: () =>
       pids.map((pid) => {
@@ -56,7 +83,7 @@ export async function startBenchCluster(dir: string, name = 'bench'): Promise<Be
         return (Number(f[11]) + Number(f[12])) * 10;
       }),
     stop: async () => {
-      await stopChildren(children);
+      await stopChildren(all);
       await nats.stop();
     },
   };

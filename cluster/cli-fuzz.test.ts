@@ -181,7 +181,7 @@ const argv = fc
 
 const bundleBuilt = existsSync(BUNDLE);
 /** Runs per half (each starts a process, about a quarter of a second): `CLI_FUZZ_RUNS` for more. */
-const RUNS = Number(process.env.CLI_FUZZ_RUNS) || 20;
+const RUNS = Number(process.env.CLI_FUZZ_RUNS) || 12;
 
 for (const half of [0, 1]) {
   test(`ensemble with arbitrary arguments (${half + 1}/2): ends at once with 0 or 1 and a clear message, never a stack trace`, async (t) => {
