@@ -192,6 +192,7 @@ program
   .option('--quota-backend-bytes <n>', 'bytes the key tree may hold, history included (default 2 GiB)')
   .option('--max-sessions-per-user <n>', 'open sessions one NATS user may have (default 10000)')
   .option('--max-keys-per-session <n>', 'ephemeral keys one session may own (default 10000)')
+  .option('--max-keys-per-user <n>', 'live keys one NATS user may have created (default 1000000)')
   .option(
     '--rate-per-user <n>',
     'requests per second one user may send to this node (default 50000; 0: none)',

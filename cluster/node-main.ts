@@ -37,6 +37,7 @@ export interface NodeArgs {
   quotaBackendBytes?: string | number;
   maxSessionsPerUser?: string | number;
   maxKeysPerSession?: string | number;
+  maxKeysPerUser?: string | number;
   ratePerUser?: string | number;
   /** Comma-separated NATS users treated as admins. */
   admins?: string;
@@ -74,6 +75,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
         ['databaseBytes', wholeArg('--quota-backend-bytes', a.quotaBackendBytes, 1)],
         ['sessionsPerUser', wholeArg('--max-sessions-per-user', a.maxSessionsPerUser, 1)],
         ['keysPerSession', wholeArg('--max-keys-per-session', a.maxKeysPerSession, 1)],
+        ['keysPerUser', wholeArg('--max-keys-per-user', a.maxKeysPerUser, 1)],
         ['requestsPerSecond', wholeArg('--rate-per-user', a.ratePerUser, 0)],
       ] as const
     ).filter(([, v]) => v !== undefined),

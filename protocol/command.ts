@@ -6,7 +6,8 @@
  * proposer): apply answers a bad command with the typed error as its outcome.
  *
  * A write's command keeps the request's fields and drops the session secret from its exactly-once
- * tag: the proposer checked the secret; the log never carries it (only `sessionOpen`, which
+ * tag; a client's write that may create keys names the user (`user`), which the tree records as
+ * each new key's creator (keys per user are counted by it); a client's session names its `owner`: the proposer checked the secret; the log never carries it (only `sessionOpen`, which
  * creates the session, records its secret).
  */
 import type { ValidRequest } from './api.ts';
@@ -45,10 +46,10 @@ export const commandTag = obj(tagFields, checkTag);
 export type CommandTag = Accepts<typeof commandTag>;
 
 export const commands = {
-  put: obj({ ...putFields, client: opt(commandTag) }, checkEphemeral),
+  put: obj({ ...putFields, client: opt(commandTag), user: opt(userName) }, checkEphemeral),
   delete: obj({ ...deleteFields, client: opt(commandTag) }, checkDelete),
-  createSequential: obj({ ...sequentialFields, client: opt(commandTag) }, checkEphemeral),
-  txn: obj({ ...txnFields, client: opt(commandTag) }, (t, l) => {
+  createSequential: obj({ ...sequentialFields, client: opt(commandTag), user: opt(userName) }, checkEphemeral),
+  txn: obj({ ...txnFields, client: opt(commandTag), user: opt(userName) }, (t, l) => {
     checkTxn(t, l);
     checkEphemeral(t);
   }),

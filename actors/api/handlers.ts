@@ -250,9 +250,13 @@ export class ApiHandlers {
     }
     let command = commandOf(v, this.p.newSession ?? randomSession);
     if (command === null) return this.p.answer(reply, { error: new InternalError(`${v.op} is not a write`) });
-    // A client's session records whose it is: sessions per user are counted by it.
-    if (command.op === 'sessionOpen' && caller.kind === 'client')
-      command = { ...command, owner: caller.user };
+    // A client's session records whose it is, and a client's write who creates its new keys:
+    // sessions and keys per user are counted by them.
+    if (caller.kind === 'client') {
+      if (command.op === 'sessionOpen') command = { ...command, owner: caller.user };
+      else if (command.op === 'put' || command.op === 'createSequential' || command.op === 'txn')
+        command = { ...command, user: caller.user };
+    }
     // A write in a session, or a session's close, proves it knows the session's secret.
     const tag = (v.request as { client?: { session: string; secret: Uint8Array } }).client;
     const owner = tag ?? (v.op === 'sessionClose' ? (v.request as { id: string; secret: Uint8Array }) : null);
@@ -275,6 +279,14 @@ export class ApiHandlers {
   private overQuota(v: ValidRequest, caller: Caller): EnsembleError | null {
     const { tree } = this.p;
     if (addsData(v) && this.databaseFull) return databaseFull(this.quotas, tree.dataBytes);
+    if (
+      caller.kind === 'client' &&
+      v.op !== 'sessionOpen' &&
+      addsData(v) &&
+      !(v.op === 'put' && tree.get(v.request.key) !== null) && // an overwrite creates no key
+      tree.keysOf(caller.user) >= this.quotas.keysPerUser
+    )
+      return new QuotaExceededError('keysPerUser', this.quotas.keysPerUser);
     if (
       v.op === 'sessionOpen' &&
       caller.kind === 'client' &&

@@ -19,6 +19,8 @@ export interface Quotas {
   readonly sessionsPerUser: number;
   /** Ephemeral keys one session may own. */
   readonly keysPerSession: number;
+  /** Live keys one NATS user may have created (keys it created and nobody deleted). */
+  readonly keysPerUser: number;
   /** Requests per second one user may send to one node (a burst of twice that); 0: no limit. */
   readonly requestsPerSecond: number;
 }
@@ -28,6 +30,7 @@ export const defaultQuotas: Quotas = {
   databaseBytes: 2 * 1024 ** 3,
   sessionsPerUser: 10_000,
   keysPerSession: 10_000,
+  keysPerUser: 1_000_000,
   requestsPerSecond: 50_000,
 };
 

@@ -25,6 +25,8 @@ test.before(async () => {
       '4',
       '--max-keys-per-session',
       '3',
+      '--max-keys-per-user',
+      '20',
       '--rate-per-user',
       '100',
     ],
@@ -72,6 +74,27 @@ test.serial('a user opens at most its quota of sessions; another user is not aff
   await other.put('/other', 'fine');
   t.pass();
 });
+
+test.serial(
+  'a user creates at most its quota of keys; overwrites and deletes still work, and free room',
+  async (t) => {
+    const c2 = await cluster.client({ session: false, user: 'client2' });
+    for (let i = 0; i < 20; i++) await c2.put(`/mine/${i}`, 'x');
+    const e = await t.throwsAsync(c2.put('/mine/20', 'x'));
+    t.true(e instanceof QuotaExceededError, String(e));
+    t.is((e as QuotaExceededError).quota, 'keysPerUser');
+    await t.throwsAsync(c2.createSequential('/mine/seq-', 'x'), { instanceOf: QuotaExceededError });
+    await c2.put('/mine/0', 'overwritten');
+    await c2.delete('/mine/1');
+    await c2.put('/mine/20', 'x');
+    // Keys another user created do not count for client2, even when client2 overwrites them.
+    const c = await cluster.client({ session: false });
+    await c.put('/theirs', 'x');
+    await c2.put('/theirs', 'y');
+    t.is((await c2.get('/theirs'))?.value.toString(), 'y');
+    await t.throwsAsync(c2.put('/mine/21', 'x'), { instanceOf: QuotaExceededError });
+  },
+);
 
 test.serial(
   'a full database refuses what adds data, raises NOSPACE, and still deletes and compacts',

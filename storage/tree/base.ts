@@ -94,6 +94,8 @@ export interface Change {
   readonly counters: readonly [string, number][];
   /** Grants set (`Perm`) or dropped (`null`). */
   readonly grants: readonly [string, string, Perm | null][];
+  /** Key creators set (a user) or dropped (`null`: the key is gone). */
+  readonly creators: readonly [string, string | null][];
   /** History at and below this revision was dropped. */
   readonly compactTo: number | null;
   readonly meta: TreeMeta;
@@ -108,6 +110,8 @@ class Mutation {
   readonly final = new Map<string, KeyValue | null>();
   readonly counters = new Map<string, number>();
   readonly grants: [string, string, Perm | null][] = [];
+  /** The client user whose command this is: recorded as the creator of keys it creates. */
+  user: string | null = null;
   opened: SessionState | null = null;
   ended: SessionState | null = null;
   compactTo: number | null = null;
@@ -216,6 +220,8 @@ export abstract class BaseTree implements KeyTree {
   private bytes: number | null = null;
   /** Open sessions per owner, computed on first use, then kept up to date. */
   private owners: Map<string, number> | null = null;
+  /** Live keys per creator, computed on first use, then kept up to date. */
+  private keyCounts: Map<string, number> | null = null;
 
   protected constructor(data: TreeData, limits: Partial<ApiLimits> = {}) {
     this.data = data;
@@ -242,6 +248,21 @@ export abstract class BaseTree implements KeyTree {
       this.bytes = n;
     }
     return this.bytes;
+  }
+
+  keysOf(user: string): number {
+    if (this.keyCounts === null) {
+      this.keyCounts = new Map();
+      for (const u of this.data.creators.values()) this.keyCounts.set(u, (this.keyCounts.get(u) ?? 0) + 1);
+    }
+    return this.keyCounts.get(user) ?? 0;
+  }
+
+  private countKey(user: string, delta: number): void {
+    if (this.keyCounts === null) return;
+    const n = (this.keyCounts.get(user) ?? 0) + delta;
+    if (n > 0) this.keyCounts.set(user, n);
+    else this.keyCounts.delete(user);
   }
 
   sessionsOf(owner: string): number {
@@ -321,6 +342,7 @@ export abstract class BaseTree implements KeyTree {
       if (prior !== undefined) return this.finish(index, null, tag, prior, true);
     }
     const m = new Mutation(d.revision + 1, mayTakeLong(cmd));
+    if ('user' in cmd && typeof cmd.user === 'string') m.user = cmd.user;
     const done = (result: CommandResult) => {
       const revision = m.events.length > 0 ? m.rev : d.revision;
       return this.finish(index, m, tag ?? null, { ok: true, revision, result });
@@ -392,6 +414,7 @@ export abstract class BaseTree implements KeyTree {
     const results: [string, number, StoredOutcome | null][] = [];
     let counters: [string, number][] = [];
     let grants: [string, string, Perm | null][] = [];
+    const creators: [string, string | null][] = [];
     if (m !== null) {
       let bytes = 0;
       if (m.events.length > 0) {
@@ -404,6 +427,18 @@ export abstract class BaseTree implements KeyTree {
       for (const [key, before] of m.orig) {
         const now = m.final.get(key) ?? null;
         bytes += kvBytes(key, now) - kvBytes(key, before);
+        if (now === null) {
+          const was = d.creators.get(key);
+          if (was !== undefined) {
+            d.creators.delete(key);
+            creators.push([key, null]);
+            this.countKey(was, -1);
+          }
+        } else if (before === undefined && m.user !== null) {
+          d.creators.set(key, m.user);
+          creators.push([key, m.user]);
+          this.countKey(m.user, 1);
+        }
         if (before?.session) d.sessions.get(before.session)?.ephemerals.delete(key);
         if (now?.session) d.sessions.get(now.session)?.ephemerals.add(key);
       }
@@ -462,6 +497,7 @@ export abstract class BaseTree implements KeyTree {
       results,
       counters,
       grants,
+      creators,
       compactTo: m?.compactTo ?? null,
       meta: metaOf(d),
     });
@@ -910,6 +946,7 @@ export abstract class BaseTree implements KeyTree {
       this.view = data.keys;
       this.bytes = null;
       this.owners = null;
+      this.keyCounts = null;
       return { appliedIndex: data.appliedIndex, revision: data.revision, raftMeta: data.raftMeta };
     });
   }
@@ -924,6 +961,7 @@ export abstract class BaseTree implements KeyTree {
     this.view = data.keys;
     this.bytes = null;
     this.owners = null;
+    this.keyCounts = null;
   }
 
   async close(): Promise<void> {

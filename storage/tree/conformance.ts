@@ -634,6 +634,42 @@ export function treeConformance<T extends KeyTree>(test: TestFn, name: string, h
     t.deepEqual(other.grants(), d.tree.grants(), 'a restore replaces the grants');
   });
 
+  it('key creators: a client write records who created each new key; kept across restart and snapshot', async (t) => {
+    const d = new Driver(await h.open(t));
+    await d.ok({ op: 'put', key: '/a', value: bytes('1'), user: 'ann' });
+    await d.ok({ op: 'put', key: '/b', value: bytes('1'), user: 'ann' });
+    await d.ok({ op: 'put', key: '/a', value: bytes('2'), user: 'bob' });
+    await d.ok({ op: 'createSequential', prefix: '/q/i-', value: bytes('x'), user: 'bob' });
+    await d.ok({
+      op: 'txn',
+      compare: [],
+      success: [
+        { op: 'put', key: '/t1', value: bytes('x') },
+        { op: 'put', key: '/t2', value: bytes('x') },
+      ],
+      failure: [],
+      user: 'cy',
+    });
+    await d.put('/peer', 'no user');
+    t.is(d.tree.keysOf('ann'), 2, 'an overwrite by bob leaves /a to ann');
+    t.is(d.tree.keysOf('bob'), 1);
+    t.is(d.tree.keysOf('cy'), 2);
+    await d.ok({ op: 'delete', key: '/t1' });
+    await d.ok({ op: 'delete', key: '/a' });
+    t.is(d.tree.keysOf('ann'), 1);
+    t.is(d.tree.keysOf('cy'), 1);
+    await d.ok({ op: 'put', key: '/a', value: bytes('3'), user: 'bob' });
+    t.is(d.tree.keysOf('bob'), 2, 'a key created again belongs to its new creator');
+    await d.tree.sync();
+    const r = await h.restart(t, d.tree as T);
+    for (const u of ['ann', 'bob', 'cy']) t.is(r.keysOf(u), d.tree.keysOf(u), `${u} after restart`);
+    const other = await h.open(t);
+    await other.restore([await dumpOf(await r.snapshot())]);
+    for (const u of ['ann', 'bob', 'cy']) t.is(other.keysOf(u), d.tree.keysOf(u), `${u} after restore`);
+    await new Driver(other).ok({ op: 'delete', key: '/', subtree: true });
+    t.is(other.keysOf('bob'), 0, 'a subtree delete drops every creator below it');
+  });
+
   it('a corrupted or truncated snapshot is CORRUPTED and leaves the old state', async (t) => {
     const d = new Driver(await h.open(t));
     for (let i = 0; i < 50; i++) await d.put(`/k/${i}`, `v${i}`);

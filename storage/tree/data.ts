@@ -73,6 +73,8 @@ export interface TreeData {
   counters: Map<string, number>;
   /** Key permissions: by user, by prefix. */
   grants: Map<string, Map<string, Perm>>;
+  /** The NATS user that created each live key, for keys a client created. */
+  creators: Map<string, string>;
   appliedIndex: number;
   revision: number;
   compactRevision: number;
@@ -89,6 +91,7 @@ export function emptyData(): TreeData {
     sessions: new Map(),
     counters: new Map(),
     grants: new Map(),
+    creators: new Map(),
     appliedIndex: 0,
     revision: 0,
     compactRevision: 0,
@@ -151,6 +154,8 @@ export interface FrozenTree {
   readonly counters: readonly [string, number][];
   /** By user, then prefix. */
   readonly grants: readonly GrantRecord[];
+  /** Key creators, by key in path order. */
+  readonly creators: readonly [string, string][];
 }
 
 export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
@@ -167,6 +172,7 @@ export function freeze(d: TreeData, raftMeta: SnapshotMeta | null): FrozenTree {
       })),
     counters: [...d.counters.entries()].sort(byPath),
     grants: grantRecords(d),
+    creators: [...d.creators.entries()].sort(byPath),
   };
 }
 
@@ -178,6 +184,7 @@ export function thaw(f: FrozenTree): TreeData {
     sessions: new Map(),
     counters: new Map(f.counters),
     grants: new Map(),
+    creators: new Map(f.creators),
     ...f.meta,
   };
   for (const [user, prefix, perm] of f.grants) setGrant(d, user, prefix, perm);

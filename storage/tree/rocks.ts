@@ -64,6 +64,7 @@ const SESSION = 0x73; // s
 const RESULT = 0x72; // r
 const COUNTER = 0x63; // c
 const GRANT = 0x67; // g
+const CREATOR = 0x75; // u
 const META_KEY = stringKey(0x6d, 'meta');
 /** Records written between yields to the event loop. */
 const SLICE = 4096;
@@ -71,6 +72,7 @@ const SLICE = 4096;
 const keyKey = (path: string): Buffer => stringKey(KEY, path);
 const sessionKey = (id: string): Buffer => stringKey(SESSION, id);
 const counterKey = (parent: string): Buffer => stringKey(COUNTER, parent);
+const creatorKey = (key: string): Buffer => stringKey(CREATOR, key);
 /** A grant's key: user, a zero byte (never in a user name), prefix. */
 const grantKey = (user: string, prefix: string): Buffer => stringKey(GRANT, `${user}\u0000${prefix}`);
 
@@ -189,6 +191,10 @@ export class RocksTree extends BaseTree {
         else b.put(resultKey(id, seq), encodeRecord(outcomeFields(seq, o)));
       }
       for (const [parent, next] of change.counters) b.put(counterKey(parent), encodeRecord(next));
+      for (const [key, user] of change.creators) {
+        if (user === null) b.del(creatorKey(key));
+        else b.put(creatorKey(key), encodeRecord(user));
+      }
       for (const [user, prefix, perm] of change.grants) {
         if (perm === null) b.del(grantKey(user, prefix));
         else b.put(grantKey(user, prefix), encodeRecord(permFields(perm)));
@@ -323,6 +329,7 @@ async function writeAll(db: RocksDb, d: TreeData): Promise<void> {
   for (const [parent, next] of d.counters) await put(counterKey(parent), encodeRecord(next));
   for (const [user, prefix, perm] of grantRecords(d))
     await put(grantKey(user, prefix), encodeRecord(permFields(perm)));
+  for (const [key, user] of d.creators) await put(creatorKey(key), encodeRecord(user));
   b.put(META_KEY, encodeMeta(metaOf(d)));
   await db.write(b, true);
 }
@@ -382,6 +389,14 @@ async function load(db: RocksDb): Promise<TreeData> {
     const next = fieldsOf(v, `counter ${parent}`);
     check(isIndex(next), `counter ${parent}`);
     d.counters.set(parent, next);
+    return undefined;
+  });
+  await db.scan(range(CREATOR), (k, v) => {
+    const key = readStringKey(k);
+    const user = fieldsOf(v, `creator of ${key}`);
+    check(typeof user === 'string' && user !== '', `creator of ${key}`);
+    ensure(d.keys.has(key), `creator of ${key}`, 'the key does not exist');
+    d.creators.set(key, user);
     return undefined;
   });
   await db.scan(range(GRANT), (k, v) => {

@@ -9,6 +9,7 @@
  *   [3, sessionFields] [4, seq-outcome]*     every session by id, each followed by its answers
  *   [5, parent, next]                        sequential counters, in path order
  *   [7, user, prefix, read, write]           grants, by user then prefix (dump version 2)
+ *   [8, key, user]                           who created each key a client created, in path order (3)
  *   [6, frameCount, crc32]                   frames before this one, CRC-32 of their bytes
  *
  * The same state always gives the same bytes. Chunk boundaries do not align with frames.
@@ -41,8 +42,8 @@ import {
 } from './records.ts';
 
 const MAGIC = 'ensemble-tree';
-/** Version 2 added grants; version 1 dumps (no grants) are still read. */
-export const DUMP_VERSION = 2;
+/** Version 2 added grants, 3 key creators; older dumps (without them) are still read. */
+export const DUMP_VERSION = 3;
 const HEADER = 0;
 const KEY = 1;
 const EVENT = 2;
@@ -51,6 +52,7 @@ const RESULT = 4;
 const COUNTER = 5;
 const END = 6;
 const GRANT = 7;
+const CREATOR = 8;
 /** Frames between yields to the event loop, when dumping and restoring. */
 const SLICE = 1024;
 const MAX_FRAME = 64 * 1024 * 1024;
@@ -134,6 +136,10 @@ export async function* dumpChunks(
     yield* slice();
   }
   for (const [user, prefix, perm] of f.grants) frame([GRANT, user, prefix, perm.read, perm.write]);
+  for (const [key, user] of f.creators) {
+    frame([CREATOR, key, user]);
+    yield* slice();
+  }
   const end = encode([END, frames, crc]);
   len.writeUInt32BE(end.length, 0);
   out.push(len);
@@ -197,6 +203,7 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
   let lastSeq = -1;
   let lastParent: string | null = null;
   let lastGrant: string | null = null;
+  let lastCreator: string | null = null;
   let n = 0;
 
   const handle = (head: Buffer, body: Buffer) => {
@@ -215,7 +222,9 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
     crc = crc32(body, crc);
     frames++;
     ensure(
-      tag >= section && (tag <= COUNTER || tag === GRANT) && (tag !== HEADER || section === -1),
+      tag >= section &&
+        (tag <= COUNTER || tag === GRANT || tag === CREATOR) &&
+        (tag !== HEADER || section === -1),
       WHAT,
       `frame ${tag} out of order`,
     );
@@ -227,7 +236,11 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
         check(item.length === 7, WHAT);
         const [, magic, version, ...meta] = item;
         ensure(magic === MAGIC, WHAT, 'not an ensemble tree dump');
-        ensure(version === DUMP_VERSION || version === 1, WHAT, `unknown dump version ${String(version)}`);
+        ensure(
+          version === DUMP_VERSION || version === 1 || version === 2,
+          WHAT,
+          `unknown dump version ${String(version)}`,
+        );
         Object.assign(d, readMeta(meta, WHAT));
         lastRevision = d.compactRevision;
         return;
@@ -293,6 +306,18 @@ export async function parseDump(chunks: AsyncIterable<Uint8Array> | Iterable<Uin
         ensure(lastGrant === null || lastGrant < at, WHAT, 'grants out of order');
         setGrant(d, user, prefix, { read: item[3] as boolean, write: item[4] as boolean });
         lastGrant = at;
+        return;
+      }
+      case CREATOR: {
+        check(
+          item.length === 3 && typeof item[1] === 'string' && typeof item[2] === 'string' && item[2] !== '',
+          WHAT,
+        );
+        const key = item[1] as string;
+        ensure(lastCreator === null || comparePaths(lastCreator, key) < 0, WHAT, 'creators out of order');
+        ensure(d.keys.has(key), WHAT, `creator of missing key ${key}`);
+        d.creators.set(key, item[2] as string);
+        lastCreator = key;
         return;
       }
     }

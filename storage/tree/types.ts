@@ -165,6 +165,8 @@ export interface KeyTree {
   sessions(): SessionInfo[];
   /** How many open sessions `owner` opened. */
   sessionsOf(owner: string): number;
+  /** How many live keys NATS user `user` created (keys created by peers and admins count for nobody). */
+  keysOf(user: string): number;
   /**
    * The bytes the tree holds: keys and values, and the history kept for watches and past reads
    * (what compaction frees). The database quota is checked against it.
