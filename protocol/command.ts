@@ -48,7 +48,10 @@ export type CommandTag = Accepts<typeof commandTag>;
 export const commands = {
   put: obj({ ...putFields, client: opt(commandTag), user: opt(userName) }, checkEphemeral),
   delete: obj({ ...deleteFields, client: opt(commandTag) }, checkDelete),
-  createSequential: obj({ ...sequentialFields, client: opt(commandTag), user: opt(userName) }, checkEphemeral),
+  createSequential: obj(
+    { ...sequentialFields, client: opt(commandTag), user: opt(userName) },
+    checkEphemeral,
+  ),
   txn: obj({ ...txnFields, client: opt(commandTag), user: opt(userName) }, (t, l) => {
     checkTxn(t, l);
     checkEphemeral(t);
