@@ -35,7 +35,9 @@ const pct = (xs: number[], p: number) => {
 };
 
 async function leaderOf(c: Client, among: readonly string[]): Promise<string> {
+  const until = performance.now() + 60_000;
   for (;;) {
+    if (performance.now() > until) throw new Error(`no leader among ${among.join(', ')} within 60 s`);
     const all = await Promise.all(among.map((id) => c.status(id).catch(() => null)));
     const leader = all[0]?.leader;
     if (leader && among.includes(leader) && all.every((s) => s?.leader === leader)) return leader;
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
         acks[w]!.push(performance.now());
       } catch (err) {
         errors.push((err as Error).message);
+        await sleep(10);
       }
     }
   });
@@ -99,13 +102,13 @@ async function main(): Promise<void> {
         `  kill ${k + 1}/${kills}: ${leader} -> ${next} in ${elections.at(-1)!.toFixed(0)} ms; gaps max ${Math.max(...mine).toFixed(0)} ms`,
       );
       cluster.start(leader);
-      // Caught up: the restarted node applied what the leader has committed.
+      // Caught up: the restarted node applied what the leader had committed when it came back.
+      const target = (await probe.status(next)).commitIndex;
+      const until = performance.now() + 60_000;
       for (;;) {
-        const [back, lead] = await Promise.all([
-          probe.status(leader).catch(() => null),
-          probe.status(next).catch(() => null),
-        ]);
-        if (back && lead && back.appliedIndex >= lead.commitIndex - 5) break;
+        const back = await probe.status(leader).catch(() => null);
+        if (back && back.appliedIndex >= target) break;
+        if (performance.now() > until) throw new Error(`${leader} did not catch up within 60 s`);
         await sleep(50);
       }
       for (const a of acks) a.length = 0;

@@ -9,6 +9,7 @@ import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
 import { nodeArgs } from '../cluster/node-command.ts';
+import { devGrants } from '../cluster/up.ts';
 
 export interface BenchCluster {
   readonly url: string;
@@ -58,6 +59,10 @@ export async function startBenchCluster(
     await new Promise((r) => setTimeout(r, 100));
   }
   await probe.close();
+  // As `ensemble up` does: the application users may read and write every key.
+  const admin = await client({ session: false, user: 'admin', pass: natsCredentials('admin').pass });
+  await devGrants(admin);
+  await admin.close();
   const pids = all.map((c) => c.pid!);
   return {
     url: nats.url,

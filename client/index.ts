@@ -31,16 +31,20 @@ import type {
   WatchEvent,
 } from '../protocol/index.ts';
 import {
+  decodeEnvelope,
   decodeReply,
   EnsembleError,
   encodeEnvelope,
   inboxPrefix,
+  isCount,
+  isToken,
   LEADER_HEADER,
   NotLeaderError,
   opKinds,
   type Subjects,
   subjects as subjectTable,
   TimeoutError,
+  UnknownOutcomeError,
 } from '../protocol/index.ts';
 import { ClosedError } from './errors.ts';
 import { Barrier, type BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
@@ -164,6 +168,9 @@ export interface SessionInfo {
  * (the cluster answers a retried sequence number from its exactly-once table), and session opens
  * and closes (a second open leaves an orphan that expires; a close is idempotent).
  */
+/** The reason an attempt is cut short when a new leader announces itself. */
+const LEADER_MOVED = Object.freeze({ leaderMoved: true });
+
 function retryable(op: Op, body: unknown, e: unknown): boolean {
   if (e instanceof EnsembleError && (e.code === 'NOT_LEADER' || e.code === 'NO_QUORUM')) return true;
   const unknown = !(e instanceof EnsembleError) || e.code === 'TIMEOUT' || e.code === 'UNKNOWN_OUTCOME';
@@ -181,6 +188,10 @@ type WriteOp = 'put' | 'delete' | 'txn' | 'createSequential';
 
 export class Client implements AsyncDisposable {
   private leader: string | null = null;
+  /** The highest term a leader announced itself in (`P.leader`). */
+  private leaderTerm = 0;
+  /** Aborted when a new leader announces itself: attempts at the old one are sent again at once. */
+  private leaderMoved = new AbortController();
   private groups: WatchGroups | null = null;
   private readonly sessions = new Set<Session>();
   private readonly watches = new Set<WatchStream>();
@@ -202,6 +213,30 @@ export class Client implements AsyncDisposable {
   ) {
     // Every pending request and every waiting recipe listens here: no leak, just many.
     setMaxListeners(0, this.closing.signal);
+    setMaxListeners(0, this.leaderMoved.signal);
+  }
+
+  /**
+   * Follows the leaders' announcements (`P.leader`): a newly elected leader says so at once, and
+   * requests in flight to the old one that are safe to send again go to it without waiting out
+   * their attempt (a leader's crash then costs about an election, not an attempt timeout).
+   */
+  followLeaders(): void {
+    this.nc.subscribe(this.subjects.leaderAnnounce(), {
+      callback: (err, msg) => {
+        if (err) return;
+        const d = decodeEnvelope(msg.data, { cluster: this.subjects.cluster });
+        const b = d.ok ? (d.envelope.body as { leader?: unknown; term?: unknown }) : null;
+        if (b === null || !isToken(b.leader) || !isCount(b.term) || b.term <= this.leaderTerm) return;
+        this.leaderTerm = b.term;
+        if (b.leader === this.leader) return;
+        this.leader = b.leader;
+        const moved = this.leaderMoved;
+        this.leaderMoved = new AbortController();
+        setMaxListeners(0, this.leaderMoved.signal);
+        moved.abort(LEADER_MOVED);
+      },
+    });
   }
 
   get cluster(): string {
@@ -598,6 +633,7 @@ export class Client implements AsyncDisposable {
       },
       options.timeoutMs,
       options.unstoppable,
+      true,
     );
   }
 
@@ -614,20 +650,33 @@ export class Client implements AsyncDisposable {
     noted: (err: unknown) => void = () => {},
     timeoutMs = this.timeoutMs,
     unstoppable = false,
+    followLeader = false,
   ): Promise<ApiResults[K]> {
     const stop = unstoppable ? null : this.closing.signal;
     const deadline = performance.now() + timeoutMs;
+    // Only what may be sent twice moves at a leader's announcement (the first may have applied).
+    const movable = followLeader && retryable(op, body, new UnknownOutcomeError(null));
     let delay = 20;
     for (;;) {
       try {
+        const signal =
+          movable && this.leader !== null
+            ? stop === null
+              ? this.leaderMoved.signal
+              : AbortSignal.any([stop, this.leaderMoved.signal])
+            : stop;
         return await this.request<K>(
           subject(),
           body,
           Math.max(50, Math.min(this.attemptMs, deadline - performance.now())),
-          stop,
+          signal,
         );
       } catch (err) {
         if (err instanceof ClosedError) throw err;
+        if (err === LEADER_MOVED) {
+          if (performance.now() > deadline) throw new TimeoutError(`${op} did not complete in time`);
+          continue; // to the new leader, now
+        }
         noted(err);
         if (!retryable(op, body, err) || performance.now() + delay > deadline) {
           throw err instanceof EnsembleError
@@ -715,6 +764,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Client> {
     });
   }
   const client = new Client(nc, subjects, options, options.nats === undefined, user);
+  client.followLeaders();
   await client.learnLeader();
   if (options.session !== false) {
     try {

@@ -13,6 +13,7 @@
  * | `P.session.keepalive`          | clients              | every node (no queue group)     |
  * | `P.watch.<node>.<group>`       | node `<node>`        | clients (shared watch streams)  |
  * | `P.claims.watch`               | peers                | every node (session watch moves) |
+ * | `P.leader`                     | a new leader         | clients (leader announcements)   |
  * | `_INBOX.<user>.…`              | peers (replies, watch events) | the client of NATS user `<user>` |
  *
  * Clients publish only on the API and keepalive subjects and read only their own user's inbox
@@ -107,6 +108,11 @@ export interface Subjects {
    */
   nodeAdmin(nodeId: string, op: string): string;
   /**
+   * Where a node announces its election (`{ leader, term }`, CBOR envelope): clients move their
+   * requests in flight to the new leader at once instead of waiting out an attempt.
+   */
+  leaderAnnounce(): string;
+  /**
    * Where a node announces that it now serves a session's watches (peers only): the others end
    * theirs for that session with WATCH_MOVED, so a session's watches live on one node at a time.
    */
@@ -147,6 +153,7 @@ export function subjects(options: SubjectOptions): Subjects {
     apiQueue: 'ensemble-api',
     sessionKeepalive: () => `${prefix}.session.keepalive`,
     watchClaims: () => `${prefix}.claims.watch`,
+    leaderAnnounce: () => `${prefix}.leader`,
     watchGroup: (nodeId, group) =>
       `${prefix}.watch.${token(nodeId, 'node id')}.${token(group, 'watch group')}`,
     parseApi(subject) {
@@ -253,6 +260,7 @@ export function natsExports(prefixPattern = `${DEFAULT_ROOT}.*`): NatsExport[] {
     { kind: 'service', subject: '$SRV.>', responseType: 'stream' },
     { kind: 'service', subject: `${prefixPattern}.node.*.admin.*`, accounts: [natsAccount(ADMIN_USER)] },
     { kind: 'stream', subject: `${prefixPattern}.watch.*.*` },
+    { kind: 'stream', subject: `${prefixPattern}.leader` },
     ...clientUsers.map((u) => ({
       kind: 'stream' as const,
       subject: `${inboxPrefix(u)}.>`,
@@ -293,7 +301,12 @@ export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}
       '$SRV.>',
       APP_SUBJECTS,
     ],
-    subscribe: [`${inboxPrefix(user)}.>`, `${prefixPattern}.watch.*.*`, APP_SUBJECTS],
+    subscribe: [
+      `${inboxPrefix(user)}.>`,
+      `${prefixPattern}.watch.*.*`,
+      `${prefixPattern}.leader`,
+      APP_SUBJECTS,
+    ],
     allowResponses: true,
   };
 }

@@ -27,6 +27,7 @@ import {
   decodeEnvelope,
   decodePeer,
   encodeDecodeError,
+  encodeEnvelope,
   encodePeer,
   isReplySubject,
   LEADER_HEADER,
@@ -221,8 +222,22 @@ export class ApiIngress {
     );
   }
 
-  /** A leader was elected (or none is known): forwards to another one get UNKNOWN_OUTCOME now. */
+  /**
+   * A leader was elected (or none is known): forwards to another one get UNKNOWN_OUTCOME now; if
+   * it is this node, it says so on `P.leader`, so clients move their requests here at once.
+   */
   leaderChanged(leader: NodeId | null): void {
+    if (leader === this.p.self) {
+      try {
+        const { term } = this.p.machine.context();
+        this.p.nc.publish(
+          this.p.subjects.leaderAnnounce(),
+          encodeEnvelope({ leader, term }, { cluster: this.p.cluster }),
+        );
+      } catch {
+        // NATS is down: clients learn the leader from their next answer instead.
+      }
+    }
     for (const [id, f] of this.forwards) {
       if (f.leader === leader) continue;
       this.forwards.delete(id);

@@ -3,6 +3,7 @@
  * follower that comes back after the log was compacted and catches up through InstallSnapshot.
  */
 import test from 'ava';
+import { decodeEnvelope } from '../../protocol/index.ts';
 import { TestCluster, writeStream } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
 import { waitFor } from '../wait.ts';
@@ -26,12 +27,27 @@ test.serial(
       const { acked } = writes;
       await waitFor(() => acked.length >= 300, { what: '300 acknowledged writes', timeoutMs: 60_000 });
       const old = await cluster.waitForLeader();
+      // Clients hear a new leader announce itself (and move their requests in flight to it).
+      const announced: { leader: string; term: number }[] = [];
+      const nc = await harness.connect('client');
+      nc.subscribe('ensemble.kill.leader', {
+        callback: (_e, m) => {
+          const d = decodeEnvelope(m.data, { cluster: 'kill' });
+          if (d.ok) announced.push(d.envelope.body as { leader: string; term: number });
+        },
+      });
+      await nc.flush();
+      const termBefore = (await c.status(old)).term;
       const atKill = acked.length;
       await cluster.kill(old, 'SIGKILL');
       t.log(`killed leader ${old} after ${atKill} acknowledged writes`);
       const survivors = cluster.ids.filter((id) => id !== old);
       const leader = await cluster.waitForLeader(30_000, survivors);
       t.not(leader, old);
+      await waitFor(() => announced.some((a) => a.leader === leader), {
+        what: 'the new leader announced itself',
+      });
+      t.true(announced.find((a) => a.leader === leader)!.term > termBefore);
       await waitFor(() => acked.length >= atKill + 300, {
         what: '300 more after the kill',
         timeoutMs: 60_000,
