@@ -83,8 +83,25 @@ async function main(): Promise<void> {
       elections.push(performance.now() - killedAt);
       // Every writer's first acknowledgement after the kill.
       const mine: number[] = [];
+      let reported = false;
       for (let w = 0; w < clients; w++) {
         for (;;) {
+          if (!reported && performance.now() - killedAt > 5000) {
+            // A stall: say where each writer is aimed and what every node thinks.
+            reported = true;
+            const aimed = writers.map((c) => (c as unknown as { leader: string | null }).leader);
+            const views = await Promise.all(
+              cluster.ids.map((id) =>
+                probe.status(id).then(
+                  (s) => `${id}: ${s.role} term ${s.term} leader ${s.leader} commit ${s.commitIndex}`,
+                  (e: Error) => `${id}: ${e.message}`,
+                ),
+              ),
+            );
+            progress(
+              `  stall after killing ${leader}: writers aimed at ${aimed.join(',')}; ${views.join('; ')}`,
+            );
+          }
           const after = acks[w]!.find((t) => t > killedAt);
           if (after !== undefined) {
             mine.push(after - killedAt);
