@@ -11,6 +11,7 @@
  * ENSEMBLE_PASSWORD (client), and for `node` a JSON config file (`--config`).
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { decodeReply, encodeEnvelope, inboxPrefix, type KeyValue, subjects } from '../protocol/index.ts';
@@ -25,6 +26,7 @@ import {
 } from './cli-recipes.ts';
 import { DEV_PASSWORDS } from './nats-server.ts';
 import { tlsOf } from './tls.ts';
+import { CONNECTION_FILE } from './up-file.ts';
 
 const env = process.env;
 const program = new Command()
@@ -89,7 +91,7 @@ function connectWith(
   o: ConnectionOpts,
   extra: Omit<ConnectOptions, 'servers' | 'cluster' | 'user' | 'pass'> = {},
 ) {
-  const pass = o.password ?? DEV_PASSWORDS[o.user as keyof typeof DEV_PASSWORDS];
+  const pass = passwordOf(o);
   const tls = tlsOf(o);
   return connect({
     servers: o.nats.split(','),
@@ -99,6 +101,19 @@ function connectWith(
     ...(tls ? { tls } : {}),
     ...extra,
   });
+}
+
+/**
+ * The password of `--password` (or ENSEMBLE_PASSWORD / ENSEMBLE_ADMIN_PASSWORD), else the one
+ * nats.conf reads for that user (`ENSEMBLE_<USER>_PASSWORD`, as `npm start` was given), else the
+ * user's development default.
+ */
+function passwordOf(o: { user: string; password?: string }): string | undefined {
+  return (
+    o.password ??
+    (/^[A-Za-z0-9_]+$/.test(o.user) ? process.env[`ENSEMBLE_${o.user.toUpperCase()}_PASSWORD`] : undefined) ??
+    DEV_PASSWORDS[o.user as keyof typeof DEV_PASSWORDS]
+  );
 }
 
 /** A positive number of milliseconds from an option; anything else ends the command (exit 1). */
@@ -489,7 +504,7 @@ connectionOptions(
   'admin',
 ).action(async (node: string, actor: string, o) => {
   const user = o.user as string;
-  const pass = o.password ?? DEV_PASSWORDS[user as keyof typeof DEV_PASSWORDS];
+  const pass = passwordOf(o);
   const { connect: natsConnect } = await import('@nats-io/transport-node');
   const nc = await natsConnect({
     servers: String(o.nats).split(','),
@@ -574,5 +589,26 @@ clientOptions(
       watchServicesCommand(c, service, o, stop),
     ).catch(fail);
   });
+
+// Where `ensemble up` left its connection details (NATS URLs, cluster, TLS CA), options not given
+// on the command line or in the environment come from there: `up --nats-cluster` or `up --tls`
+// need no flags afterwards.
+program.hook('preAction', (_root, action) => {
+  const file = process.env.ENSEMBLE_CONNECTION ?? path.join('data', CONNECTION_FILE);
+  let saved: { nats?: unknown; cluster?: unknown; tlsCa?: unknown };
+  try {
+    saved = JSON.parse(readFileSync(file, 'utf8')) as typeof saved;
+  } catch {
+    return;
+  }
+  const fill = (name: string, value: unknown) => {
+    if (typeof value !== 'string' || !action.options.some((o) => o.attributeName() === name)) return;
+    const source = action.getOptionValueSource(name);
+    if (source === undefined || source === 'default') action.setOptionValueWithSource(name, value, 'config');
+  };
+  fill('nats', Array.isArray(saved.nats) ? saved.nats.join(',') : saved.nats);
+  fill('cluster', saved.cluster);
+  fill('tlsCa', saved.tlsCa);
+});
 
 await program.parseAsync();

@@ -4,6 +4,8 @@
  * development passwords, and stops everything, and only that, on Ctrl-C.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { connect } from '../client/index.ts';
@@ -103,6 +105,15 @@ test('ensemble up --tls with real passwords: no warning, TLS only, the applicati
     await c.close();
     await c2.close();
   }
+  // The CLI needs no --nats, --cluster or --tls-ca: up left them in <data>/connection.json.
+  const connection = path.join(data, 'connection.json');
+  const cli = harness().spawn(process.execPath, [BIN, 'get', '/up/tls', '--json'], {
+    env: { ...process.env, ...secrets, ENSEMBLE_CONNECTION: connection },
+  });
+  const done = await cli.exited;
+  t.is(done.code, 0, cli.output());
+  t.is(JSON.parse(cli.output()).value, 'yes');
   up.child.kill('SIGINT');
   t.is((await up.exited).code, 0);
+  t.false(existsSync(connection), 'removed when the cluster stops');
 });

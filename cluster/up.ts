@@ -5,7 +5,7 @@
  * `./data`, waits for a leader, prints where everything is, and stops all of it on Ctrl-C.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Client, connect } from '../client/index.ts';
 import { natsUsers } from '../protocol/index.ts';
@@ -22,6 +22,7 @@ import {
 } from './nats-server.ts';
 import { nodeArgs } from './node-command.ts';
 import { makeLocalTls } from './tls.ts';
+import { CONNECTION_FILE, type ConnectionDetails } from './up-file.ts';
 
 export interface UpArgs {
   nodes?: string | number;
@@ -142,6 +143,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     if (stopping) return;
     stopping = true;
     say('\nstopping nodes and NATS…');
+    rmSync(path.join(dataRoot, CONNECTION_FILE), { force: true });
     await stopChildren([...current.values()]);
     await stopNats();
     say('stopped.');
@@ -201,13 +203,19 @@ export async function runUp(a: UpArgs): Promise<void> {
       health: `http://127.0.0.1:${httpPorts[i]}/health`,
     })),
   };
+  const details: ConnectionDetails = { nats: urls, cluster, ...(tls ? { tlsCa: tls.caFile } : {}) };
+  writeFileSync(path.join(dataRoot, CONNECTION_FILE), `${JSON.stringify(details)}\n`);
   if (a.json) {
     console.log(JSON.stringify(info));
   } else {
     console.log(`\nEnsemble cluster "${cluster}" is up; leader ${leader}.`);
     for (const nd of info.nodes) console.log(`  ${nd.id}  pid ${nd.pid}  data ${nd.data}  ${nd.metrics}`);
     const nats = urls.join(',');
-    const flags = `${nats === 'nats://127.0.0.1:4222' ? '' : ` --nats ${nats}`}${cluster === 'dev' ? '' : ` --cluster ${cluster}`}${tls ? ` --tls-ca ${path.relative(process.cwd(), tls.caFile)}` : ''}`;
+    // The CLI finds the connection details in ./data/connection.json; elsewhere it needs flags.
+    const flags =
+      dataRoot === path.resolve('data')
+        ? ''
+        : `${nats === 'nats://127.0.0.1:4222' ? '' : ` --nats ${nats}`}${cluster === 'dev' ? '' : ` --cluster ${cluster}`}${tls ? ` --tls-ca ${path.relative(process.cwd(), tls.caFile)}` : ''}`;
     console.log(`\nTry:  npm run ensemble -- put /hello world${flags}`);
     console.log(`      npm run ensemble -- get /hello${flags}`);
     console.log(`      npm run ensemble -- status${flags}`);
