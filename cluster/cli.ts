@@ -24,7 +24,7 @@ import {
   servicesCommand,
   watchServicesCommand,
 } from './cli-recipes.ts';
-import { DEV_PASSWORDS } from './nats-server.ts';
+import { userPassword } from './nats-server.ts';
 import { tlsOf } from './tls.ts';
 import { CONNECTION_FILE } from './up-file.ts';
 
@@ -109,11 +109,7 @@ function connectWith(
  * user's development default.
  */
 function passwordOf(o: { user: string; password?: string }): string | undefined {
-  return (
-    o.password ??
-    (/^[A-Za-z0-9_]+$/.test(o.user) ? process.env[`ENSEMBLE_${o.user.toUpperCase()}_PASSWORD`] : undefined) ??
-    DEV_PASSWORDS[o.user as keyof typeof DEV_PASSWORDS]
-  );
+  return o.password ?? userPassword(o.user);
 }
 
 /** A positive number of milliseconds from an option; anything else ends the command (exit 1). */

@@ -213,6 +213,19 @@ export function natsCredentials(user: NatsUser, env: NodeJS.ProcessEnv = process
   return { user, pass: env[passwordEnv(user)] || DEV_PASSWORDS[user] };
 }
 
+/**
+ * The password of any user name: `ENSEMBLE_<USER>_PASSWORD`, else the development default of a
+ * nats.conf user; undefined for another user without that variable.
+ */
+export function userPassword(user: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const known = (natsUsers as readonly string[]).includes(user);
+  return known
+    ? natsCredentials(user as NatsUser, env).pass
+    : /^[A-Za-z0-9_]+$/.test(user)
+      ? env[`ENSEMBLE_${user.toUpperCase()}_PASSWORD`] || undefined
+      : undefined;
+}
+
 /** The environment nats.conf needs: every user's password, from `env` or the dev default. */
 export function natsServerEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};

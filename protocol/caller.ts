@@ -5,7 +5,7 @@
  * such header the sender set). A request without it was published inside the nodes' own account,
  * where only peers log in.
  */
-import { ADMIN_USER, INBOX_ROOT, inboxPrefix, isClientInbox, isLiteralSubject } from './subjects.ts';
+import { ADMIN_USER, INBOX_ROOT, inboxPrefix, isClientInbox, isLiteralSubject, isToken } from './subjects.ts';
 
 /** `peer`: a node (trusted); `admin`: an operator (admin ops, every key); `client`: key grants. */
 export type CallerKind = 'peer' | 'admin' | 'client';
@@ -49,8 +49,7 @@ export function callerOf(
 export function mayDeliverTo(caller: Caller, inbox: string): boolean {
   if (!isClientInbox(inbox)) return false;
   if (caller.kind === 'peer') return true;
-  const token = /^[A-Za-z0-9_-]{1,64}$/.test(caller.user) ? inboxPrefix(caller.user) : null;
-  return token !== null && inbox.startsWith(`${token}.`);
+  return isToken(caller.user) && inbox.startsWith(`${inboxPrefix(caller.user)}.`);
 }
 
 /**

@@ -9,7 +9,7 @@ const grants: Record<string, Grant[]> = {
   ],
   root: [{ user: 'root', prefix: '/', read: true, write: true }],
 };
-const lookup = (u: string) => grants[u] ?? [];
+const lookup = (u: string) => new Map((grants[u] ?? []).map((g) => [g.prefix, g] as const));
 const ann: Caller = { kind: 'client', user: 'ann' };
 const nobody: Caller = { kind: 'client', user: 'nobody' };
 const admin: Caller = { kind: 'admin', user: 'admin' };

@@ -9,7 +9,6 @@
 import {
   type Caller,
   type EnsembleError,
-  type Grant,
   opKinds,
   PermissionDeniedError,
   type ValidRequest,
@@ -74,26 +73,33 @@ function deleteNeeds(d: { readonly key: string; readonly subtree?: boolean }): N
   ];
 }
 
-const covers = (g: Grant, n: Need): boolean =>
-  (n.perm === 'read' ? g.read : g.write) && (n.key ?? n.prefix!).startsWith(g.prefix);
+/** What a user may do, by prefix (the key tree's grant table). */
+export type Perms = ReadonlyMap<string, { readonly read: boolean; readonly write: boolean }>;
+
+function covered(perms: Perms, n: Need): boolean {
+  const target = n.key ?? n.prefix!;
+  for (const [prefix, p] of perms)
+    if ((n.perm === 'read' ? p.read : p.write) && target.startsWith(prefix)) return true;
+  return false;
+}
 
 /**
- * The error to answer with if `caller` may not make request `v`, else null. `grants` gives a
+ * The error to answer with if `caller` may not make request `v`, else null. `perms` gives a
  * user's grants (the key tree's, as applied on this node).
  */
 export function authorize(
   v: ValidRequest,
   caller: Caller,
-  grants: (user: string) => readonly Grant[],
+  perms: (user: string) => Perms,
 ): EnsembleError | null {
   if (caller.kind !== 'client') return null;
   if (opKinds[v.op] === 'admin')
     return new PermissionDeniedError(caller.user, `${v.op} needs an admin; ${caller.user} is a client`);
   const needs = needsOf(v);
   if (needs.length === 0) return null;
-  const mine = grants(caller.user);
+  const mine = perms(caller.user);
   for (const n of needs) {
-    if (!mine.some((g) => covers(g, n))) {
+    if (!covered(mine, n)) {
       const what = n.key !== undefined ? `key ${n.key}` : `keys under ${JSON.stringify(n.prefix)}`;
       return new PermissionDeniedError(caller.user, `${caller.user} has no ${n.perm} grant on ${what}`);
     }

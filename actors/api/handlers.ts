@@ -110,7 +110,7 @@ export class ApiHandlers {
   dispatch(v: ValidRequest, reply: Reply, caller: Caller = PEER_CALLER): void {
     const { answer, watches, tree } = this.p;
     try {
-      const denied = authorize(v, caller, (user) => tree.grants(user));
+      const denied = authorize(v, caller, (user) => tree.perms(user));
       if (denied !== null) {
         this.p.counters.denied++;
         return answer(reply, { error: denied });
@@ -283,8 +283,8 @@ export class ApiHandlers {
       caller.kind === 'client' &&
       v.op !== 'sessionOpen' &&
       addsData(v) &&
-      !(v.op === 'put' && tree.get(v.request.key) !== null) && // an overwrite creates no key
-      tree.keysOf(caller.user) >= this.quotas.keysPerUser
+      tree.keysOf(caller.user) >= this.quotas.keysPerUser &&
+      !(v.op === 'put' && tree.get(v.request.key) !== null) // an overwrite creates no key
     )
       return new QuotaExceededError('keysPerUser', this.quotas.keysPerUser);
     if (

@@ -10,6 +10,7 @@ import { PermissionDeniedError } from '../../client/index.ts';
 import { decodeReply, encodeEnvelope } from '../../protocol/codec.ts';
 import { TestCluster } from '../cluster.ts';
 import { type Harness, startHarness } from '../harness.ts';
+import { waitFor } from '../wait.ts';
 
 let harness: Harness;
 let cluster: TestCluster;
@@ -165,6 +166,7 @@ test.serial(
     if (!watch.ok) t.is(watch.error.code, 'PERMISSION_DENIED');
     await (await cluster.client({ session: false })).put('/pub/a', 'changed');
     await attacker.flush();
+    // A non-event (nothing reaches client2): no condition to wait on, only time for it not to.
     await sleep(300);
     await victim.flush();
     t.deepEqual(stolen, [], 'client2 received nothing');
@@ -202,9 +204,14 @@ test.serial("a session's watches are bounded across the cluster, not per node", 
     const c = r.ok ? 'ok' : r.error.code;
     codes.set(c, (codes.get(c) ?? 0) + 1);
   }
-  await sleep(500);
-  let live = 0;
-  for (const id of cluster.ids) live += await cluster.metric(id, 'ensemble_watchers');
+  // The last claim reaches the other nodes asynchronously: wait until they have let go.
+  const liveWatches = async () => {
+    let n = 0;
+    for (const id of cluster.ids) n += await cluster.metric(id, 'ensemble_watchers');
+    return n;
+  };
+  let live = await liveWatches();
+  await waitFor(async () => (live = await liveWatches()) <= 64, { what: 'at most 64 live watches' });
   t.log(
     `300 watch requests spread over ${cluster.ids.length} nodes: ${JSON.stringify([...codes])}; ${live} live`,
   );

@@ -894,6 +894,10 @@ export abstract class BaseTree implements KeyTree {
     return { events, next };
   }
 
+  perms(user: string): ReadonlyMap<string, Perm> {
+    return this.data.grants.get(user) ?? NO_PERMS;
+  }
+
   grants(user?: string): Grant[] {
     return grantRecords(this.data, user).map(([u, prefix, p]) => ({
       user: u,
@@ -971,6 +975,8 @@ export abstract class BaseTree implements KeyTree {
     await this.closeMedium();
   }
 }
+
+const NO_PERMS: ReadonlyMap<string, Perm> = new Map();
 
 const kvBytes = (key: string, kv: KeyValue | null | undefined): number =>
   kv ? key.length + kv.value.length + 32 : 0;

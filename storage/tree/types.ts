@@ -174,6 +174,8 @@ export interface KeyTree {
   readonly dataBytes: number;
   /** The grants of `user` (of every user when absent), by user, then prefix. */
   grants(user?: string): Grant[];
+  /** What `user` may do, by prefix: the live table, not a copy (the per-request check reads it). */
+  perms(user: string): ReadonlyMap<string, { readonly read: boolean; readonly write: boolean }>;
 
   /** Dumps the state at the applied index (after every apply called before). */
   snapshot(options?: SnapshotOptions): Promise<TreeSnapshot>;
