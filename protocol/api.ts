@@ -316,7 +316,7 @@ export const requests = {
    * subject (from the watch result), so the node may move the watch onto that shared stream.
    */
   watchAck: obj({ id: token('watch id'), ...ownSession, seq: count(), shared: flag }),
-  /** Drops history at and below `revision` (watches and past reads below it get COMPACTED). */
+  /** Drops history below `revision` (watches and past reads below it get COMPACTED; reads at it still work). */
   compact: obj({ revision: count(1) }),
   /**
    * Sets what `user` may do with keys starting with the raw string `prefix` (`/` for every key):
@@ -464,7 +464,7 @@ export interface ApiResults {
   transferLeader: { readonly leader: string };
   sessionOpen: { readonly id: string; readonly secret: Uint8Array; readonly ttlMs: number };
   sessionKeepalive: { readonly ttlMs: number };
-  sessionClose: { readonly deleted: number };
+  sessionClose: { readonly id: string; readonly deleted: number; readonly revision: number };
   /** `node`: the node serving the watch (acks and cancel go to it); `revision`: the first
    * revision the watch will deliver. */
   /** `group`: the subject of the shared stream this watch may join (see `WatchAckRequest`). */

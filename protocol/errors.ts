@@ -181,7 +181,7 @@ export class VersionMismatchError extends EnsembleError {
   }
 }
 
-/** The revision asked for is at or below the compaction point `compactRevision`. */
+/** The revision asked for is below the compaction point `compactRevision` (history before it is gone). */
 export class CompactedError extends EnsembleError {
   readonly code = 'COMPACTED' as const;
   override readonly name = 'CompactedError';

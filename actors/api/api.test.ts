@@ -262,3 +262,20 @@ test('range and list pages are bounded whatever the request asks: items, bytes, 
   const next = r.answers.at(-1)!.result as { kvs: { key: string }[] };
   t.is(next.kvs[0]!.key, '/big/4', 'the next page goes on after the last key');
 });
+
+test('a keepalive request is answered after a ReadIndex: a node that has not applied the open yet does not say SESSION_EXPIRED', async (t) => {
+  const r = rig('follower');
+  const secret = bytes('s3cr3t');
+  r.handlers.dispatch(r.req('sessionKeepalive', { id: 's1', secret }), r.reply());
+  await turn();
+  t.deepEqual(r.answers, [], 'no answer before the barrier');
+  const read = r.events.filter((e) => e.type === 'raft.readIndex').at(-1) as Extract<
+    RaftEvent,
+    { type: 'raft.readIndex' }
+  >;
+  // The open reaches this node's tree before the ReadIndex round answers.
+  await r.tree.apply(1, { op: 'sessionOpen', id: 's1', secret, ttlMs: 5000 });
+  r.handlers.effect({ type: 'readReady', ids: read.ids, index: 0 });
+  await turn();
+  t.deepEqual(r.answers, [{ ok: true, result: { ttlMs: 5000 } }]);
+});

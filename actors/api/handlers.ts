@@ -136,10 +136,17 @@ export class ApiHandlers {
           );
         }
         case 'sessionKeepalive': {
-          const s = this.knownSession(v.request.id, v.request.secret);
-          if (s === null) return answer(reply, { error: new SessionExpiredError(v.request.id) });
-          this.p.onKeepalive?.(v.request.id);
-          return answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
+          // Answered after a ReadIndex barrier: a node that has not applied the session's open
+          // (or its close) yet would otherwise answer from the past.
+          const { id, secret } = v.request;
+          if (this.knownSession(id, secret) !== null) this.p.onKeepalive?.(id);
+          return this.barrier((ok) => {
+            if (!ok) return answer(reply, { error: new NotLeaderError(this.p.machine.context().leader) });
+            const s = this.knownSession(id, secret);
+            if (s === null) return answer(reply, { error: new SessionExpiredError(id) });
+            this.p.onKeepalive?.(id);
+            answer(reply, { result: { ttlMs: s.ttlMs } satisfies ApiResults['sessionKeepalive'] });
+          });
         }
         case 'watch': {
           const r = v.request;

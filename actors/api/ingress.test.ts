@@ -181,3 +181,24 @@ test.serial(
     r2.ingress.stop();
   },
 );
+
+test.serial(
+  'a forwarded leader transfer is answered with the new leader once leadership moves',
+  async (t) => {
+    const silent = await harness().connect('peer');
+    silent.subscribe(S.forward('L5'), { callback: () => {} });
+    await silent.flush();
+    const r = await rig('f5', 'follower', 'L5');
+    (r.ingress as unknown as { p: { forwardTimeoutMs: number } }).p.forwardTimeoutMs = 60_000;
+    const admin = await harness().connect('admin');
+    const pending = admin.request(S.api('transferLeader'), encodeEnvelope({ to: 'L6' }, { cluster: 'ing' }), {
+      timeout: 10_000,
+    });
+    await waitFor(() => r.counters.forwarded === 1, { what: 'the forward is out' });
+    r.ingress.leaderChanged(null);
+    r.ingress.leaderChanged('L6');
+    const answer = decodeReply<{ leader: string }>((await pending).data, { cluster: 'ing' });
+    t.deepEqual(answer.ok ? answer.result : answer.error.code, { leader: 'L6' });
+    r.ingress.stop();
+  },
+);

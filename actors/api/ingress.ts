@@ -20,6 +20,7 @@ import type { NodeId, RaftReader } from '../../machines/raft/index.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import {
   type ApiLimits,
+  type ApiResults,
   BadRequestError,
   type Caller,
   callerOf,
@@ -66,7 +67,10 @@ export class ApiIngress {
   private subs: Subscription[] = [];
   private service: Promise<Service> | null = null;
   /** Requests forwarded to a leader and not answered yet. */
-  private readonly forwards = new Map<number, { readonly leader: NodeId; readonly reply: Reply }>();
+  private readonly forwards = new Map<
+    number,
+    { readonly leader: NodeId; readonly op: string; readonly reply: Reply }
+  >();
   private forwardSeq = 0;
 
   constructor(private readonly p: IngressPorts) {}
@@ -192,7 +196,7 @@ export class ApiIngress {
     this.p.counters.forwarded++;
     const { nc, subjects, cluster } = this.p;
     const id = ++this.forwardSeq;
-    this.forwards.set(id, { leader, reply });
+    this.forwards.set(id, { leader, op, reply });
     // Who asked travels with the request: the leader checks it as this node would have.
     const body = {
       op,
@@ -240,6 +244,13 @@ export class ApiIngress {
     }
     for (const [id, f] of this.forwards) {
       if (f.leader === leader) continue;
+      // A leader transfer that moved leadership did what was asked: the new leader is the answer.
+      if (f.op === 'transferLeader') {
+        if (leader === null) continue;
+        this.forwards.delete(id);
+        this.p.answer(f.reply, { result: { leader } satisfies ApiResults['transferLeader'] });
+        continue;
+      }
       this.forwards.delete(id);
       this.p.answer(f.reply, {
         error: new UnknownOutcomeError(
