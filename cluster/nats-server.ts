@@ -7,9 +7,11 @@
  * - Only processes started here are ever signalled, always by their own pid. Servers still running
  *   when this process exits or dies of a signal get SIGKILL (children.ts), so a crashed or
  *   timed-out test leaves none behind.
- * - Servers listen on loopback only. Ports not given are picked free by binding port 0 on
- *   127.0.0.1; if another process takes a port between the pick and the server's bind, the start
- *   is retried on fresh ports.
+ * - Servers listen on loopback unless given another `host` (e.g. the address of a network
+ *   namespace the server runs in, through `wrapper`: integration/chaos/netns.ts). Ports not given
+ *   are picked free by binding port 0 on that host (on 127.0.0.1 when run through a wrapper, whose
+ *   namespace has its own ports); if another process takes a port between the pick and the
+ *   server's bind, the start is retried on fresh ports.
  * - A started server accepts client connections when `startNatsServer` resolves; a cluster has
  *   all its routes up when `startNatsCluster` resolves.
  */
@@ -287,15 +289,26 @@ export interface NatsRouteOptions {
   readonly name?: string;
   /** Port for routes from other servers (default: a free port). */
   readonly port?: number;
-  /** Route URLs of the other servers (`nats://127.0.0.1:port`). */
+  /** Route URLs of the other servers (`nats://<host>:port`). */
   readonly routes?: readonly string[];
 }
 
 export interface NatsServerOptions {
-  /** Client port on 127.0.0.1 (default: a free port). */
+  /**
+   * The address the server listens on for clients, routes and monitoring (default 127.0.0.1). The
+   * readiness check and the URLs returned connect to it (to 127.0.0.1 when it is 0.0.0.0).
+   */
+  readonly host?: string;
+  /**
+   * A command prefix the server is spawned through, e.g. `['ip', 'netns', 'exec', ns]` to run it in
+   * a network namespace (the wrapper must exec the server, so that its pid is the server's). Kept
+   * by `restart`.
+   */
+  readonly wrapper?: readonly string[];
+  /** Client port on `host` (default: a free port). */
   readonly port?: number;
   /**
-   * HTTP monitoring port on 127.0.0.1. Default: none for a single server (its /connz would list
+   * HTTP monitoring port on `host`. Default: none for a single server (its /connz would list
    * every connection's subscriptions to any local user), a free port for a server of a cluster
    * (route readiness is read from /routez).
    */
@@ -317,12 +330,12 @@ export interface NatsServerOptions {
 }
 
 export interface NatsServer extends AsyncDisposable {
-  /** `nats://127.0.0.1:<port>`. */
+  /** `nats://<host>:<port>` (host 127.0.0.1 by default). */
   readonly url: string;
   /** Every client URL of this server (one). For a cluster, see `NatsCluster.urls`. */
   readonly urls: readonly string[];
   readonly port: number;
-  /** `http://127.0.0.1:<port>`, or `null` without monitoring. */
+  /** `http://<host>:<port>`, or `null` without monitoring. */
   readonly monitorUrl: string | null;
   /** Route URL other servers join through, when started with `cluster`. */
   readonly routeUrl: string | null;
@@ -344,9 +357,9 @@ export interface NatsServer extends AsyncDisposable {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Resolves once a TCP connection to `port` receives the server's `INFO` greeting. */
-function greets(port: number): Promise<boolean> {
+function greets(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect({ host, port });
     let data = '';
     const done = (ok: boolean) => {
       socket.destroy();
@@ -383,6 +396,9 @@ class PortTakenError extends Error {}
 
 interface Launch {
   readonly binary: string;
+  readonly wrapper: readonly string[];
+  /** Where the readiness check connects. */
+  readonly host: string;
   readonly args: readonly string[];
   readonly env: NodeJS.ProcessEnv;
   readonly logFile: string;
@@ -395,7 +411,11 @@ async function launch(l: Launch): Promise<{ child: ChildProcess; exited: Promise
   const log = await open(l.logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(l.binary, [...l.args], { stdio: ['ignore', log.fd, log.fd], env: l.env });
+    const [command, ...prefix] = [...l.wrapper, l.binary];
+    child = spawn(command as string, [...prefix, ...l.args], {
+      stdio: ['ignore', log.fd, log.fd],
+      env: l.env,
+    });
   } finally {
     await log.close();
   }
@@ -419,7 +439,7 @@ async function launch(l: Launch): Promise<{ child: ChildProcess; exited: Promise
   });
   const deadline = performance.now() + l.timeoutMs;
   while (!gone) {
-    if (await greets(l.port)) return { child, exited };
+    if (await greets(l.host, l.port)) return { child, exited };
     if (performance.now() > deadline) break;
     await sleep(gone ? 0 : 50);
   }
@@ -428,17 +448,24 @@ async function launch(l: Launch): Promise<{ child: ChildProcess; exited: Promise
     child.kill('SIGKILL');
     await exited;
     throw new Error(
-      `nats-server did not accept connections on port ${l.port} within ${l.timeoutMs} ms\n${tail}`,
+      `nats-server did not accept connections on ${l.host}:${l.port} within ${l.timeoutMs} ms\n${tail}`,
     );
   }
   if (/address already in use/i.test(tail)) throw new PortTakenError(tail);
   throw new Error(`nats-server exited at start (${child.exitCode ?? child.signalCode}):\n${tail}`);
 }
 
+/** `host` as it goes in a URL: IPv6 literals in brackets. */
+const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
+
+/** Where to connect to reach a server listening on `host` (loopback for a wildcard address). */
+const reachableHost = (host: string): string =>
+  host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+
 /**
- * Starts `nats-server` on loopback (with `nats.conf` unless `config` says otherwise) and resolves
- * once it accepts connections. The command-line flags for host, ports and routes override the
- * config file, so one config serves a single server and every server of a cluster.
+ * Starts `nats-server` on loopback, or on `host` (with `nats.conf` unless `config` says otherwise)
+ * and resolves once it accepts connections. The command-line flags for host, ports and routes
+ * override the config file, so one config serves a single server and every server of a cluster.
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const binary = options.binary ?? (await ensureNatsServer());
@@ -447,6 +474,11 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), 'ensemble-nats-')));
   const env = { ...process.env, ...natsServerEnv(), ...options.env };
   const timeoutMs = options.startTimeoutMs ?? 15_000;
+  const host = (options.host ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
+  const wrapper = options.wrapper ?? [];
+  const reach = reachableHost(host);
+  // Ports through a wrapper are in the wrapper's (network namespace's) space: pick them on loopback.
+  const pick = () => freePort(wrapper.length > 0 ? '127.0.0.1' : reach);
   const logFile = path.join(dir, `nats-server-${process.pid}-${Math.floor(performance.now())}.log`);
   let configFile = config;
   if (options.tls) {
@@ -456,19 +488,19 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   }
 
   for (let attempt = 0; ; attempt++) {
-    const port = options.port ?? (await freePort());
-    const monitorPort = options.monitorPort ?? (options.cluster ? await freePort() : null);
-    const routePort = options.cluster ? (options.cluster.port ?? (await freePort())) : null;
-    const args = ['-a', '127.0.0.1', '-p', String(port)];
+    const port = options.port ?? (await pick());
+    const monitorPort = options.monitorPort ?? (options.cluster ? await pick() : null);
+    const routePort = options.cluster ? (options.cluster.port ?? (await pick())) : null;
+    const args = ['-a', host, '-p', String(port)];
     if (monitorPort !== null) args.push('-m', String(monitorPort));
     if (configFile !== null) args.unshift('-c', configFile);
     if (options.cluster) {
       args.push('--cluster_name', options.cluster.name ?? 'ensemble');
-      args.push('--cluster', `nats://127.0.0.1:${routePort}`);
+      args.push('--cluster', `nats://${urlHost(host)}:${routePort}`);
       const routes = options.cluster.routes ?? [];
       if (routes.length > 0) args.push('--routes', routes.join(','));
     }
-    const l: Launch = { binary, args, env, logFile, port, timeoutMs };
+    const l: Launch = { binary, wrapper, host: reach, args, env, logFile, port, timeoutMs };
     let current: { child: ChildProcess; exited: Promise<void> } | null;
     try {
       current = await launch(l);
@@ -481,7 +513,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       throw err instanceof PortTakenError ? new Error(`nats-server: port in use:\n${err.message}`) : err;
     }
     let stopped = false;
-    const url = `nats://127.0.0.1:${port}`;
+    const url = `nats://${urlHost(reach)}:${port}`;
     const terminate = async (signal: NodeJS.Signals, graceMs: number) => {
       const c = current;
       if (c === null) return;
@@ -497,8 +529,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       url,
       urls: [url],
       port,
-      monitorUrl: monitorPort === null ? null : `http://127.0.0.1:${monitorPort}`,
-      routeUrl: routePort === null ? null : `nats://127.0.0.1:${routePort}`,
+      monitorUrl: monitorPort === null ? null : `http://${urlHost(reach)}:${monitorPort}`,
+      routeUrl: routePort === null ? null : `nats://${urlHost(reach)}:${routePort}`,
       logFile,
       get pid() {
         return current?.child.pid ?? null;
@@ -527,8 +559,13 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 
 export interface NatsClusterOptions
   extends Omit<NatsServerOptions, 'port' | 'monitorPort' | 'cluster' | 'dir'> {
-  /** Number of servers (default 3). */
+  /** Number of servers (default 3, or the length of `servers`). */
   readonly size?: number;
+  /**
+   * Where each server runs, by index: its listen `host` and spawn `wrapper` (e.g. one network
+   * namespace each). Servers without an entry take `host` and `wrapper` of these options.
+   */
+  readonly servers?: readonly Pick<NatsServerOptions, 'host' | 'wrapper'>[];
   /** Cluster name (default `ensemble`). */
   readonly name?: string;
 }
@@ -555,22 +592,29 @@ async function routeCount(monitorUrl: string | null): Promise<number> {
 }
 
 /**
- * Starts `size` servers on loopback, each with a client port and a route port, each given the
- * route URLs of all the others; resolves once the full mesh of routes is up.
+ * Starts `size` servers on loopback (or where `servers` says), each with a client port and a route
+ * port, each given the route URLs of all the others; resolves once the full mesh of routes is up.
  */
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
-  const size = options.size ?? 3;
+  const size = options.size ?? options.servers?.length ?? 3;
   if (!Number.isInteger(size) || size < 1) throw new TypeError('size must be a positive integer');
   const binary = options.binary ?? (await ensureNatsServer());
+  const placement = Array.from({ length: size }, (_, i) => ({
+    host: (options.servers?.[i]?.host ?? options.host ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1'),
+    wrapper: options.servers?.[i]?.wrapper ?? options.wrapper ?? [],
+  }));
   const routePorts: number[] = [];
-  for (let i = 0; i < size; i++) routePorts.push(await freePort());
-  const routeUrls = routePorts.map((p) => `nats://127.0.0.1:${p}`);
+  for (const { host, wrapper } of placement) {
+    routePorts.push(await freePort(wrapper.length > 0 ? '127.0.0.1' : reachableHost(host)));
+  }
+  const routeUrls = routePorts.map((p, i) => `nats://${urlHost(reachableHost(placement[i]!.host))}:${p}`);
   const servers: NatsServer[] = [];
   try {
     for (let i = 0; i < size; i++) {
       servers.push(
         await startNatsServer({
           ...options,
+          ...placement[i],
           binary,
           cluster: {
             name: options.name ?? 'ensemble',
