@@ -7,8 +7,10 @@
  * the Raft machine); one whose loss could (the Raft machine, the executor: storage writer and
  * applier) stops the node, crash-only, and the process restarts from disk. An actor restarted
  * more than `MAX_RESTARTS` times within `RESTART_WINDOW_MS` stops the node instead (a crash loop).
- * With `chaos` set, `P.node.<id>.admin.stopActor` (peers only, by nats.conf) stops an actor by
- * name, and the policy applies, as chaos tests want.
+ * With `chaos` set, the node serves chaos admin ops on `P.node.<id>.admin.<op>` (peers only, by
+ * nats.conf): `stopActor` stops an actor by name, and the policy applies; `filter` sets the
+ * transport's fault filter (drops and delays of peer messages, actors/chaos.ts); `hash` answers a
+ * hash of this node's key tree at a revision, so a chaos run can compare the nodes' trees.
  *
  * Start-up: open RocksDB, record (or check) the node identity, finish a snapshot install a
  * crash interrupted, bootstrap the initial configuration on an empty data directory (never
@@ -33,7 +35,9 @@ import {
   type ApiLimits,
   BadRequestError,
   decodeEnvelope,
+  EnsembleError,
   encodeReply,
+  InternalError,
   type Outcome,
   type Subjects,
   subjects as subjectTable,
@@ -41,10 +45,11 @@ import {
 import { type NodeStorage, openStorage } from '../storage/index.ts';
 import { Api, type Quotas } from './api/index.ts';
 import type { Applier } from './applier.ts';
+import { ChaosFilter, parseFilter, parseHash, treeHash } from './chaos.ts';
 import { Executor } from './executor.ts';
 import { natsAgesPeers, SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
-import { Transport } from './transport.ts';
+import { chaosConnection, Transport } from './transport.ts';
 import { WatchHub } from './watches.ts';
 
 export interface NodeConfig {
@@ -79,7 +84,8 @@ export interface NodeConfig {
     sliceMs?: number;
   };
   readonly log?: (line: string) => void;
-  /** Serve `P.node.<id>.admin.stopActor` (chaos tests; off by default). */
+  /** Serve the chaos admin ops `P.node.<id>.admin.<op>`: stopActor, filter, hash (chaos tests;
+   * off by default). */
   readonly chaos?: boolean;
 }
 
@@ -102,6 +108,14 @@ import {
   superviseNode,
 } from './supervisor.ts';
 
+/** What a chaos admin op answers, and what it does once the answer is out. */
+interface AdminAnswer {
+  readonly result: unknown;
+  readonly after?: () => void;
+}
+/** One chaos admin op: validates the body and serves it (throwing typed errors). */
+type AdminOp = (body: unknown) => AdminAnswer | Promise<AdminAnswer>;
+
 export class EnsembleNode {
   private actor!: ReturnType<typeof createActor<typeof nodeMachine>>;
   private raftRef!: AnyActorRef;
@@ -111,7 +125,9 @@ export class EnsembleNode {
   private readonly done: Promise<unknown>;
   private resolveDone!: (err: unknown) => void;
   private stopping = false;
-  private adminSub: Subscription | null = null;
+  private adminSubs: Subscription[] = [];
+  /** The transport's fault filter (set by the `filter` admin op of a `--chaos` node). */
+  private readonly chaos = new ChaosFilter();
 
   private constructor(
     readonly config: NodeConfig,
@@ -192,6 +208,9 @@ export class EnsembleNode {
     const machine = raftReader(() => this.raftRef.getSnapshot() as RaftSnapshot, log);
     this.machine = machine;
     const fatal = (error: unknown) => this.fail(error);
+    // What the actors that call peers outside the transport send and receive: through the chaos
+    // filter on a `--chaos` node (forwarded requests, session-age rounds).
+    const peerNc = config.chaos ? chaosConnection(nc, { subjects, self: config.id, chaos: this.chaos }) : nc;
 
     const raftOptions = { ...defaultRaftOptions, ...config.raft };
     const graceMs = (raftOptions.electionTicks ?? 10) * (config.tickMs ?? defaultTickMs);
@@ -201,7 +220,13 @@ export class EnsembleNode {
       graceMs,
       machine,
       expire: (id) => api.expire(id),
-      peers: natsAgesPeers({ nc, subjects, cluster: config.cluster, self: config.id, timeoutMs: graceMs }),
+      peers: natsAgesPeers({
+        nc: peerNc,
+        subjects,
+        cluster: config.cluster,
+        self: config.id,
+        timeoutMs: graceMs,
+      }),
     });
     const watches = new WatchHub({
       nc,
@@ -248,7 +273,7 @@ export class EnsembleNode {
     );
     const applier = executor.applier;
     const api: Api = new Api({
-      nc,
+      nc: peerNc,
       subjects,
       cluster: config.cluster,
       self: config.id,
@@ -282,6 +307,7 @@ export class EnsembleNode {
         );
       },
       snapshotChunks: async () => tree.snapshot(),
+      chaos: this.chaos,
     });
     let ticks = 0;
     const ticker = new Ticker({
@@ -296,7 +322,7 @@ export class EnsembleNode {
       },
     });
     this.parts = { config, raftInput, nc, executor, transport, api, ticker, sessions, watches };
-    if (config.chaos) this.adminSub = this.serveAdmin(nc, subjects);
+    if (config.chaos) this.adminSubs = this.serveAdmin(nc, subjects);
 
     void (async () => {
       for await (const s of nc.status()) {
@@ -328,27 +354,64 @@ export class EnsembleNode {
   }
 
   /**
-   * Chaos: `P.node.<id>.admin.stopActor` with `{ actor }` stops that actor; its policy applies
-   * (restart, or the node stops). Answers `{ actor, policy }` first. Peers only (nats.conf).
+   * The chaos admin ops, each on `P.node.<id>.admin.<op>` (peers only, by nats.conf), request
+   * and answer in the API's envelope and codec; a bad body gets BAD_REQUEST:
+   * - `stopActor` `{ actor }` → `{ actor, policy }`, answered first; then the actor stops and its
+   *   policy applies (restart, or the node stops).
+   * - `filter` `{ rules: [{ peer, direction, drop?, delayMs? }] }` → `{ rules }` (defaults filled
+   *   in): replaces the fault filter on peer messages; `{ rules: [] }` heals.
+   * - `hash` `{ revision? }` → `{ revision, hash, keys }`: this node's key tree at `revision`
+   *   (default: its applied revision), waited for up to 5 s (TIMEOUT); COMPACTED below compaction.
    */
-  private serveAdmin(nc: NatsConnection, subjects: Subjects): Subscription {
+  private serveAdmin(nc: NatsConnection, subjects: Subjects): Subscription[] {
     const cluster = this.config.cluster;
-    return nc.subscribe(subjects.nodeAdmin(this.config.id, 'stopActor'), {
-      callback: (err, msg) => {
-        if (err) return;
-        const d = decodeEnvelope(msg.data, { cluster, headers: msg.headers ?? null });
-        const respond = (outcome: Outcome) => {
-          if (msg.reply) msg.respond(encodeReply(outcome, { cluster, format: d.format }));
+    const ops: Record<string, AdminOp> = {
+      stopActor: (body) => {
+        const actor = (body as { actor?: unknown } | null)?.actor;
+        if (!isActorName(actor)) throw new BadRequestError(`actor must be one of ${actorNames.join(', ')}`);
+        const policy = SUPERVISION[actor];
+        return {
+          result: { actor, policy },
+          after: () => {
+            this.log(`chaos: stopping actor ${actor} (policy: ${policy})`);
+            this.actor.send({ type: 'node.stopActor', actor, now: performance.now() });
+          },
         };
-        if (!d.ok) return respond({ error: d.error });
-        const actor = (d.envelope.body as { actor?: unknown } | null)?.actor;
-        if (!isActorName(actor))
-          return respond({ error: new BadRequestError(`actor must be one of ${actorNames.join(', ')}`) });
-        respond({ result: { actor, policy: SUPERVISION[actor] } });
-        this.log(`chaos: stopping actor ${actor} (policy: ${SUPERVISION[actor]})`);
-        this.actor.send({ type: 'node.stopActor', actor, now: performance.now() });
       },
-    });
+      filter: (body) => {
+        const rules = parseFilter(body);
+        this.chaos.set(rules);
+        const said = rules.map((r) => `${r.direction} ${r.peer} drop ${r.drop} delay ${r.delayMs} ms`);
+        this.log(rules.length === 0 ? 'chaos: filter healed' : `chaos: filter ${said.join('; ')}`);
+        return { result: { rules } };
+      },
+      hash: async (body) => ({ result: await treeHash(this.storage.tree, parseHash(body).revision) }),
+    };
+    return Object.entries(ops).map(([op, handler]) =>
+      nc.subscribe(subjects.nodeAdmin(this.config.id, op), {
+        callback: (err, msg) => {
+          if (err) return;
+          const d = decodeEnvelope(msg.data, { cluster, headers: msg.headers ?? null });
+          const respond = (outcome: Outcome) => {
+            if (msg.reply) msg.respond(encodeReply(outcome, { cluster, format: d.format }));
+          };
+          if (!d.ok) return respond({ error: d.error });
+          const failed = (e: unknown) =>
+            respond({ error: e instanceof EnsembleError ? e : new InternalError(String(e)) });
+          const answered = (a: AdminAnswer) => {
+            respond({ result: a.result });
+            a.after?.();
+          };
+          try {
+            const r = handler(d.envelope.body);
+            if (r instanceof Promise) r.then(answered, failed);
+            else answered(r);
+          } catch (e) {
+            failed(e);
+          }
+        },
+      }),
+    );
   }
 
   /** Restarts of each actor so far (metrics, tests). */
@@ -418,7 +481,7 @@ export class EnsembleNode {
 
   private shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
-      this.adminSub?.unsubscribe();
+      for (const s of this.adminSubs) s.unsubscribe();
       this.actor.stop();
       this.parts.api.close();
       await this.parts.nc.drain().catch(() => this.parts.nc.close());

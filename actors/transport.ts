@@ -8,13 +8,30 @@
  *
  * Snapshots travel as chunk requests, one at a time (each acknowledged before the next), so a
  * large snapshot neither floods the follower nor exceeds max_payload.
+ *
+ * Chaos (a node started with `--chaos`): the node's `ChaosFilter` (actors/chaos.ts) decides the
+ * fate of everything sent to or received from a peer by id: Raft frames (out in `flush`, in once
+ * the frame names its sender), snapshot chunks and their acknowledgements, and, through
+ * `chaosConnection`, the requests other actors make of peers (forwarded client requests,
+ * session-age rounds). A dropped message is counted in `counters.drops.chaos`; a dropped request
+ * fails as a lost one does, when its timeout expires.
  */
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  headers,
+  type Msg,
+  type NatsConnection,
+  type Payload,
+  type PublishOptions,
+  type RequestOptions,
+  type Subscription,
+  type SubscriptionOptions,
+} from '@nats-io/transport-node';
 import {
   type EffectOf,
   type Message,
   type NodeId,
   type RaftEvent,
+  type SnapshotChunk,
   type SnapshotMeta,
   validatePeerFrame,
   validateSnapshotChunk,
@@ -22,12 +39,14 @@ import {
 import type { Subjects } from '../protocol/index.ts';
 import {
   type DropCounts,
-  decodeEnvelope,
   decodePeer,
+  decodeReply,
   encodePeer,
   encodeReply,
+  isToken,
   newDropCounts,
 } from '../protocol/index.ts';
+import { ChaosFilter, type ChaosVerdict, PASS } from './chaos.ts';
 
 export interface TransportOptions {
   readonly nc: NatsConnection;
@@ -43,6 +62,8 @@ export interface TransportOptions {
   /** The snapshot to ship: chunks of the state machine at (or after) `meta.index`. */
   readonly snapshotChunks: (meta: SnapshotMeta) => Promise<AsyncIterable<Uint8Array>>;
   readonly chunkTimeoutMs?: number;
+  /** The chaos filter of a `--chaos` node (default: an empty one, which passes everything). */
+  readonly chaos?: ChaosFilter;
 }
 
 export interface TransportCounters {
@@ -52,19 +73,21 @@ export interface TransportCounters {
   messagesOut: number;
   snapshotsSent: number;
   snapshotsReceived: number;
-  readonly drops: DropCounts & { invalid: number; notMember: number; incarnation: number };
+  readonly drops: DropCounts & {
+    invalid: number;
+    notMember: number;
+    incarnation: number;
+    /** Peer messages the chaos filter dropped, in and out. */
+    readonly chaos: number;
+  };
 }
 
 export class Transport {
-  readonly counters: TransportCounters = {
-    framesIn: 0,
-    framesOut: 0,
-    messagesIn: 0,
-    messagesOut: 0,
-    snapshotsSent: 0,
-    snapshotsReceived: 0,
-    drops: { ...newDropCounts(), invalid: 0, notMember: 0, incarnation: 0 },
-  };
+  readonly counters: TransportCounters;
+  /** The fault filter (chaos tests): outlives restarts of the transport. */
+  readonly chaos: ChaosFilter;
+  /** Deliveries the chaos filter delayed: cancelled when the transport stops. */
+  private readonly delayed = new Set<NodeJS.Timeout>();
   private readonly out = new Map<NodeId, Message[]>();
   private flushScheduled = false;
   private subs: Subscription[] = [];
@@ -79,7 +102,36 @@ export class Transport {
    * until it is removed and added again (which forgets the pin). */
   private readonly pins = new Map<NodeId, string>();
 
-  constructor(private readonly opts: TransportOptions) {}
+  constructor(private readonly opts: TransportOptions) {
+    const chaos = opts.chaos ?? new ChaosFilter();
+    this.chaos = chaos;
+    this.counters = {
+      framesIn: 0,
+      framesOut: 0,
+      messagesIn: 0,
+      messagesOut: 0,
+      snapshotsSent: 0,
+      snapshotsReceived: 0,
+      drops: {
+        ...newDropCounts(),
+        invalid: 0,
+        notMember: 0,
+        incarnation: 0,
+        get chaos() {
+          return chaos.dropped;
+        },
+      },
+    };
+  }
+
+  /** Runs `fn` after `ms` (a delay the chaos filter asked for), unless the transport stops first. */
+  private later(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.delayed.delete(timer);
+      fn();
+    }, ms);
+    this.delayed.add(timer);
+  }
 
   start(): void {
     const { nc, subjects, self } = this.opts;
@@ -87,16 +139,7 @@ export class Transport {
       nc.subscribe(subjects.peer(self), { callback: (err, msg) => void (!err && this.receive(msg.data)) }),
     );
     this.subs.push(
-      nc.subscribe(subjects.snapshot(self), {
-        callback: (err, msg) => {
-          if (err) return;
-          const ok = this.receiveChunk(msg.data);
-          if (msg.reply)
-            msg.respond(
-              encodeReply(ok ? { result: true } : { result: false }, { cluster: this.opts.cluster }),
-            );
-        },
-      }),
+      nc.subscribe(subjects.snapshot(self), { callback: (err, msg) => void (!err && this.onChunk(msg)) }),
     );
   }
 
@@ -104,6 +147,8 @@ export class Transport {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     this.out.clear();
+    for (const t of this.delayed) clearTimeout(t);
+    this.delayed.clear();
   }
 
   send(to: NodeId, message: Message): void {
@@ -120,16 +165,20 @@ export class Transport {
     this.flushScheduled = false;
     const { nc, subjects, cluster, self } = this.opts;
     for (const [to, msgs] of this.out) {
+      const fate = this.chaos.decide(to, 'out', msgs.length);
+      if (fate.drop) continue;
       this.counters.framesOut++;
       this.counters.messagesOut += msgs.length;
-      try {
-        nc.publish(
-          subjects.peer(to),
-          encodePeer({ from: self, to, inc: this.opts.incarnation, msgs }, cluster),
-        );
-      } catch {
-        // A closed or reconnecting connection: Raft retries by itself (heartbeats, probes).
-      }
+      const frame = encodePeer({ from: self, to, inc: this.opts.incarnation, msgs }, cluster);
+      const publish = () => {
+        try {
+          nc.publish(subjects.peer(to), frame);
+        } catch {
+          // A closed or reconnecting connection: Raft retries by itself (heartbeats, probes).
+        }
+      };
+      if (fate.delayMs > 0) this.later(fate.delayMs, publish);
+      else publish();
     }
     this.out.clear();
   }
@@ -144,25 +193,39 @@ export class Transport {
       drops.invalid++;
       return;
     }
-    const from = v.frame.from;
+    const frame = v.frame;
+    const fate = this.chaos.decide(frame.from, 'in', frame.msgs.length);
+    if (fate.drop) return;
+    if (fate.delayMs > 0) this.later(fate.delayMs, () => this.accept(frame));
+    else this.accept(frame);
+  }
+
+  /** A valid frame for this node: delivered if its sender is a member with the pinned incarnation. */
+  private accept(frame: {
+    readonly from: NodeId;
+    readonly inc: string;
+    readonly msgs: readonly Message[];
+  }): void {
+    const drops = this.counters.drops;
+    const from = frame.from;
     if (!this.opts.admits(from)) {
       this.pins.delete(from);
       drops.notMember++;
       return;
     }
     const pinned = this.pins.get(from);
-    if (pinned === undefined) this.pins.set(from, v.frame.inc);
-    else if (pinned !== v.frame.inc) {
+    if (pinned === undefined) this.pins.set(from, frame.inc);
+    else if (pinned !== frame.inc) {
       if (drops.incarnation++ % 1000 === 0) {
         this.opts.log?.(
-          `refusing ${from}: incarnation ${v.frame.inc}, expected ${pinned} (data wiped? remove and add it again)`,
+          `refusing ${from}: incarnation ${frame.inc}, expected ${pinned} (data wiped? remove and add it again)`,
         );
       }
       return;
     }
     this.counters.framesIn++;
-    this.counters.messagesIn += v.frame.msgs.length;
-    for (const m of v.frame.msgs) this.opts.raft(m);
+    this.counters.messagesIn += frame.msgs.length;
+    for (const m of frame.msgs) this.opts.raft(m);
   }
 
   /** A configuration without these nodes took effect: forget their incarnations, so a node
@@ -183,12 +246,13 @@ export class Transport {
       let pending: Uint8Array | null = null;
       const ship = async (data: Uint8Array, last: boolean) => {
         const body = { from: self, term: message.term, snapshot: message.snapshot, seq: seq++, last, data };
-        const reply = await nc.request(subjects.snapshot(to), encodePeer(body, cluster), { timeout });
-        const d = decodeEnvelope(reply.data, { cluster, format: 'cbor' });
-        if (!d.ok || (d.envelope as unknown as { result?: unknown }).result !== true) {
-          const r = (d.ok ? (d.envelope as unknown as { result?: unknown }) : {}).result;
-          if (r !== true) throw new Error('snapshot chunk refused');
-        }
+        const reply = await chaosRequest(this.chaos, to, { timeout }, (o) =>
+          nc.request(subjects.snapshot(to), encodePeer(body, cluster), o),
+        );
+        // The acknowledgement is a reply envelope ({ v, cluster, result }), not a request one
+        // (decodeEnvelope wants a body): read as a request, every chunk looked refused.
+        const d = decodeReply(reply.data, { cluster });
+        if (!d.ok || d.result !== true) throw new Error('snapshot chunk refused');
       };
       for await (const c of chunks) {
         if (pending !== null) await ship(pending, false);
@@ -201,17 +265,26 @@ export class Transport {
       .finally(() => this.sending.delete(to));
   }
 
-  /** One chunk of an incoming snapshot; the last one hands the whole to the machine. */
-  private receiveChunk(data: Uint8Array): boolean {
+  /** A snapshot chunk request: taken (or refused) and acknowledged, unless the filter drops it. */
+  private onChunk(msg: Msg): void {
     const { cluster } = this.opts;
-    const decoded = decodePeer(data, { cluster, drops: this.counters.drops });
-    if (!decoded.ok) return false;
-    const v = validateSnapshotChunk(decoded.body);
-    if (!v.ok) {
-      this.counters.drops.invalid++;
-      return false;
-    }
-    const c = v.chunk;
+    const decoded = decodePeer(msg.data, { cluster, drops: this.counters.drops });
+    const v = decoded.ok ? validateSnapshotChunk(decoded.body) : null;
+    if (v !== null && !v.ok) this.counters.drops.invalid++;
+    const chunk = v?.ok ? v.chunk : null;
+    const handle = () => {
+      const ok = chunk !== null && this.receiveChunk(chunk);
+      if (!msg.reply || (chunk !== null && this.chaos.decide(chunk.from, 'out').drop)) return;
+      msg.respond(encodeReply(ok ? { result: true } : { result: false }, { cluster }));
+    };
+    const fate = chunk === null ? PASS : this.chaos.decide(chunk.from, 'in');
+    if (fate.drop) return;
+    if (fate.delayMs > 0) this.later(fate.delayMs, handle);
+    else handle();
+  }
+
+  /** One chunk of an incoming snapshot; the last one hands the whole to the machine. */
+  private receiveChunk(c: SnapshotChunk): boolean {
     if (!this.opts.admits(c.from)) {
       this.counters.drops.notMember++;
       return false;
@@ -237,4 +310,139 @@ export class Transport {
     }
     return true;
   }
+}
+
+// ---- chaos: requests to and from peers -----------------------------------------------------
+
+/** The header a `--chaos` node puts on its requests to peers: who sends (the receiver's `in` rules). */
+export const CHAOS_FROM_HEADER = 'Ensemble-Chaos-From';
+
+/** A request the chaos filter lost: it fails as one lost on the network does, at its timeout. */
+function lost(ms: number): Promise<never> {
+  return new Promise((_, reject) => {
+    const err = Object.assign(new Error('timeout (the chaos filter dropped the request or its reply)'), {
+      name: 'TimeoutError',
+    });
+    setTimeout(() => reject(err), Math.max(0, ms)).unref();
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A request to peer `to` through the chaos filter: the request is dropped or delayed by the `out`
+ * rules, its reply by the `in` rules; a dropped one (or one delayed past its timeout) rejects when
+ * the timeout expires. `send` makes the request with the timeout left.
+ */
+export async function chaosRequest(
+  chaos: ChaosFilter,
+  to: NodeId,
+  opts: RequestOptions,
+  send: (opts: RequestOptions) => Promise<Msg>,
+): Promise<Msg> {
+  if (chaos.rules.length === 0) return send(opts);
+  const start = performance.now();
+  const left = () => opts.timeout - (performance.now() - start);
+  const out = chaos.decide(to, 'out');
+  if (out.drop || out.delayMs >= opts.timeout) return lost(left());
+  if (out.delayMs > 0) await sleep(out.delayMs);
+  const reply = await send({ ...opts, timeout: Math.max(1, Math.round(left())) });
+  const back = chaos.decide(to, 'in');
+  if (back.drop || back.delayMs >= left()) return lost(left());
+  if (back.delayMs > 0) await sleep(back.delayMs);
+  return reply;
+}
+
+/** `msg` with its replies to `to` going through the `out` rules. */
+function guardReplies(
+  msg: Msg,
+  to: NodeId,
+  chaos: ChaosFilter,
+  later: (ms: number, fn: () => void) => void,
+): Msg {
+  const respond = (payload?: Payload, opts?: PublishOptions): boolean => {
+    const fate = chaos.decide(to, 'out');
+    if (fate.drop) return true;
+    if (fate.delayMs === 0) return msg.respond(payload, opts);
+    later(fate.delayMs, () => msg.respond(payload, opts));
+    return true;
+  };
+  return new Proxy(msg, {
+    get(target, prop) {
+      if (prop === 'respond') return respond;
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/**
+ * The NATS connection of a `--chaos` node as the actors that call peers outside the transport see
+ * it (the API's forwarded requests, the session keeper's age rounds): requests and publishes to a
+ * peer's subjects (`P.peer.<id>[.…]`) go through the `out` rules (replies through the `in` rules)
+ * and carry `CHAOS_FROM_HEADER`; requests on this node's own peer subjects from a peer that says
+ * who it is go through the `in` rules (their replies through the `out` rules). Anything else
+ * passes untouched.
+ */
+export function chaosConnection(
+  nc: NatsConnection,
+  o: { readonly subjects: Subjects; readonly self: NodeId; readonly chaos: ChaosFilter },
+): NatsConnection {
+  const { chaos, self } = o;
+  const root = `${o.subjects.prefix}.peer.`;
+  const peerOf = (subject: string): NodeId | null => {
+    if (!subject.startsWith(root)) return null;
+    const id = subject.slice(root.length).split('.', 1)[0];
+    return isToken(id) ? id : null;
+  };
+  const stamped = (h: RequestOptions['headers']) => {
+    const out = h ?? headers();
+    out.set(CHAOS_FROM_HEADER, self);
+    return out;
+  };
+  const later = (ms: number, fn: () => void) => void setTimeout(fn, ms);
+  const request = (subject: string, payload?: Payload, opts?: RequestOptions): Promise<Msg> => {
+    const to = peerOf(subject);
+    if (to === null || to === self) return nc.request(subject, payload, opts);
+    return chaosRequest(chaos, to, opts ?? { timeout: 1000 }, (r) =>
+      nc.request(subject, payload, { ...r, headers: stamped(r.headers) }),
+    );
+  };
+  const publish = (subject: string, payload?: Payload, opts?: PublishOptions): void => {
+    const to = peerOf(subject);
+    if (to === null || to === self) return nc.publish(subject, payload, opts);
+    const fate: ChaosVerdict = chaos.decide(to, 'out');
+    if (fate.drop) return;
+    const send = () => nc.publish(subject, payload, { ...opts, headers: stamped(opts?.headers) });
+    if (fate.delayMs > 0) later(fate.delayMs, send);
+    else send();
+  };
+  const subscribe = (subject: string, opts?: SubscriptionOptions): Subscription => {
+    const callback = opts?.callback;
+    if (callback === undefined || peerOf(subject) !== self) return nc.subscribe(subject, opts);
+    const sub: Subscription = nc.subscribe(subject, {
+      ...opts,
+      callback: (err, msg) => {
+        const from = err ? '' : (msg.headers?.get(CHAOS_FROM_HEADER) ?? '');
+        if (!isToken(from)) return callback(err, msg);
+        const fate = chaos.decide(from, 'in');
+        if (fate.drop) return;
+        const guarded = guardReplies(msg, from, chaos, later);
+        if (fate.delayMs === 0) return callback(null, guarded);
+        later(fate.delayMs, () => {
+          if (!sub.isClosed()) callback(null, guarded);
+        });
+      },
+    });
+    return sub;
+  };
+  return new Proxy(nc, {
+    get(target, prop) {
+      if (prop === 'request') return request;
+      if (prop === 'publish') return publish;
+      if (prop === 'subscribe') return subscribe;
+      const v = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
 }
