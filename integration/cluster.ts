@@ -17,6 +17,8 @@ export interface ClusterOptions {
   /** Extra flags for every node (e.g. `--snapshot-threshold 500`). */
   readonly flags?: readonly string[];
   readonly tickMs?: number;
+  /** A node's data directory (default: a fresh temp directory), e.g. a mount made for the test. */
+  readonly dataDir?: (id: string) => Promise<string>;
 }
 
 export class TestCluster {
@@ -42,6 +44,7 @@ export class TestCluster {
       ...(h.tls ? ['--tls-ca', h.tls.caFile] : []),
     ];
     const c = new TestCluster(h, ids, o.cluster ?? 'it', flags);
+    if (o.dataDir) for (const id of ids) c.dirs.set(id, await o.dataDir(id));
     for (const id of ids) await c.startNode(id, ids);
     await c.waitForLeader();
     // As `ensemble up` does: the application users may read and write every key.
