@@ -1,10 +1,28 @@
 /**
  * Shared by the benchmarks: a local Ensemble cluster of real node processes on a fresh
- * nats-server, stopped by the pids it started.
+ * nats-server, stopped by the pids it started. Each node process (each incarnation: a restart
+ * is a new one) writes its stdout and stderr to its own file, `<dir>/logs/<id>.<n>.log`.
+ *
+ * The nodes run a copy of the built command (`bin/`, `dist/`) taken when the cluster starts, in
+ * `<dir>/app`: `npm run build` (and so `npm test`) deletes and rewrites `dist/`, and a node
+ * restarted meanwhile would exit at once (`dist/cli.js is missing`) or run other code than its
+ * peers.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
@@ -22,10 +40,52 @@ export interface BenchCluster {
   kill(id: string): Promise<void>;
   /** Starts node `id` again from its data directory. */
   start(id: string): void;
+  /** The log file of the current process of node `id` (stdout and stderr). */
+  logFile(id: string): string;
+  /** Every log file so far, oldest first. */
+  logFiles(): readonly string[];
+  /** The metrics port of the current process of node `id` once it logged it, else null. */
+  metricsPort(id: string): number | null;
+  /** How the current process of node `id` ended (`code 1`, `SIGKILL`), or null while it runs. */
+  exited(id: string): string | null;
   client(options?: Partial<ConnectOptions>): Promise<Client>;
   /** CPU ms each node process used so far (user + system). */
   cpu(): number[];
   stop(): Promise<void>;
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Whether every file the bundle in `dist` imports (`./chunk-….js`) is there. */
+function wholeBuild(dist: string): boolean {
+  if (!existsSync(path.join(dist, 'cli.js'))) return false;
+  for (const f of readdirSync(dist).filter((n) => n.endsWith('.js'))) {
+    const text = readFileSync(path.join(dist, f), 'utf8');
+    for (const m of text.matchAll(/(?:from |import\()\s*"\.\/([^"]+\.js)"/g))
+      if (!existsSync(path.join(dist, m[1]!))) return false;
+  }
+  return true;
+}
+
+/** Copies the built command into `<dir>/app` (waiting out a build in progress); its bin path. */
+async function pinBuild(dir: string): Promise<string> {
+  const app = path.join(dir, 'app');
+  for (let attempt = 0; ; attempt++) {
+    rmSync(app, { recursive: true, force: true });
+    mkdirSync(app, { recursive: true });
+    try {
+      cpSync(path.join(ROOT, 'bin'), path.join(app, 'bin'), { recursive: true });
+      cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
+      if (wholeBuild(path.join(app, 'dist'))) break;
+    } catch {
+      // dist/ deleted or rewritten under us: a build is running
+    }
+    if (attempt >= 100) throw new Error(`no whole build in ${path.join(ROOT, 'dist')}: run npm run build`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  copyFileSync(path.join(ROOT, 'package.json'), path.join(app, 'package.json')); // "type": "module"
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(app, 'node_modules'), 'dir');
+  return path.join(app, 'bin', 'ensemble.mjs');
 }
 
 export async function startBenchCluster(
@@ -33,14 +93,35 @@ export async function startBenchCluster(
   name = 'bench',
   flags: readonly string[] = [],
 ): Promise<BenchCluster> {
+  const bin = await pinBuild(dir);
   const nats = await startNatsServer();
   const ids = ['n1', 'n2', 'n3'];
-  const spawnNode = (id: string) =>
-    spawn(
-      process.execPath,
-      nodeArgs({ id, data: path.join(dir, id), nats: [nats.url], cluster: name, initialCluster: ids, flags }),
-      { stdio: 'ignore' },
-    );
+  const logDir = path.join(dir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const files: string[] = [];
+  const fileOf = new Map<string, string>();
+  const incarnations = new Map<string, number>();
+  const spawnNode = (id: string) => {
+    const n = (incarnations.get(id) ?? 0) + 1;
+    incarnations.set(id, n);
+    const file = path.join(logDir, `${id}.${n}.log`);
+    files.push(file);
+    fileOf.set(id, file);
+    const fd = openSync(file, 'a');
+    try {
+      const [, ...args] = nodeArgs({
+        id,
+        data: path.join(dir, id),
+        nats: [nats.url],
+        cluster: name,
+        initialCluster: ids,
+        flags,
+      });
+      return spawn(process.execPath, [bin, ...args], { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd); // the child has its own copy
+    }
+  };
   const current = new Map(ids.map((id) => [id, spawnNode(id)]));
   const all = [...current.values()];
   const client = (options: Partial<ConnectOptions> = {}) =>
@@ -80,6 +161,16 @@ export async function startBenchCluster(
       const c = spawnNode(id);
       current.set(id, c);
       all.push(c);
+    },
+    logFile: (id) => fileOf.get(id)!,
+    logFiles: () => [...files],
+    exited(id) {
+      const c = current.get(id)!;
+      return c.exitCode !== null ? `code ${c.exitCode}` : c.signalCode;
+    },
+    metricsPort(id) {
+      const m = /metrics http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(readFileSync(fileOf.get(id)!, 'utf8'));
+      return m ? Number(m[1]) : null;
     },
     client,
     cpu: () =>
