@@ -8,6 +8,7 @@ import test from 'ava';
 import {
   checkAcknowledged,
   checkLinearizable,
+  checkLock,
   checkSequential,
   checkSessions,
   checkWatches,
@@ -196,4 +197,36 @@ test('write gaps: from a leader kill to each worker’s next acknowledged write'
   };
   t.deepEqual(writeGaps(clean(), [fault]), [15, 20]);
   t.deepEqual(writeGaps(clean(), [{ ...fault, leaderLost: false }]), []);
+});
+
+test('the fenced counter: a value written twice or skipped, or a token going back, is reported', (t) => {
+  const counter = (values: readonly number[], incs: readonly R[]) => {
+    const events = values.map((v, i) => [20 + i, 'put', '/chaos/counter', String(v)] as WatchedEvent);
+    const w: R[] = [
+      { t: 'watchStart', at: 1, from: 20 },
+      { t: 'watch', events, upTo: 20 + values.length - 1 },
+      ...incs,
+    ];
+    return new Map([['w1', w]]);
+  };
+  const inc = (to: number, token: number, revision: number): R => ({
+    t: 'inc',
+    invoke: 1,
+    response: 2,
+    to,
+    token,
+    revision,
+  });
+  t.deepEqual(checkLock(counter([1, 2, 3], [inc(1, 5, 20), inc(2, 9, 21), inc(3, 12, 22)])).violations, []);
+  t.regex(checkLock(counter([1, 2, 2], [])).violations.join('\n'), /from 2 to 2/);
+  t.regex(checkLock(counter([1, 3], [])).violations.join('\n'), /from 1 to 3/);
+  t.regex(
+    checkLock(counter([1, 2], [inc(2, 9, 21), inc(2, 11, 22)])).violations.join('\n'),
+    /both acknowledged writing 2/,
+  );
+  t.regex(
+    checkLock(counter([1, 2], [inc(1, 9, 20), inc(2, 7, 21)])).violations.join('\n'),
+    /token went back/,
+  );
+  t.regex(checkLock(counter([1, 2], [inc(1, 9, 21)])).violations.join('\n'), /became 2/);
 });

@@ -16,7 +16,7 @@
  */
 import { checkHistory } from '../sim/linearizability.ts';
 import type { FaultRecord } from './faults.ts';
-import { CHAOS_PREFIX, type ChaosRecord, historyOf, type WatchedEvent } from './records.ts';
+import { CHAOS_PREFIX, type ChaosRecord, COUNTER, historyOf, type WatchedEvent } from './records.ts';
 
 export interface CheckOutcome {
   readonly name: string;
@@ -223,6 +223,54 @@ export function checkSessions(records: Records): CheckOutcome {
     name: 'sessions and ephemeral keys',
     violations,
     detail: `${lost} sessions given up by their clients after an outage of a TTL`,
+  };
+}
+
+/**
+ * The lock recipe: the counter's puts in each watch stream go up by exactly one (a second holder
+ * at the same time would write a value again, or skip one back), every acknowledged increment is
+ * in the streams at its revision, and fencing tokens grow with the counter.
+ */
+export function checkLock(records: Records): CheckOutcome {
+  const { watchers } = watchersOf(records);
+  const violations: string[] = [];
+  const valueAt = new Map<number, string>();
+  for (const w of watchers) {
+    let prev: number | null = null;
+    for (const rev of [...w.byRevision.keys()].sort((a, b) => a - b))
+      for (const e of w.byRevision.get(rev)!) {
+        if (e[2] !== COUNTER || e[1] !== 'put') continue;
+        const v = Number(e[3]);
+        valueAt.set(rev, e[3]!);
+        if (prev !== null && v !== prev + 1 && violations.length < 10)
+          violations.push(
+            `${w.worker}'s watch saw the locked counter go from ${prev} to ${v} (revision ${rev})`,
+          );
+        prev = v;
+      }
+  }
+  const incs: { to: number; token: number; revision: number }[] = [];
+  for (const rs of records.values()) for (const r of rs) if (r.t === 'inc') incs.push(r);
+  for (const i of incs) {
+    const seen = valueAt.get(i.revision);
+    if (seen !== undefined && seen !== String(i.to))
+      violations.push(
+        `increment to ${i.to} acknowledged at revision ${i.revision}, where the counter became ${seen}`,
+      );
+  }
+  incs.sort((a, b) => a.to - b.to);
+  for (let k = 1; k < incs.length; k++) {
+    if (incs[k]!.to === incs[k - 1]!.to)
+      violations.push(`two holders both acknowledged writing ${incs[k]!.to}`);
+    else if (incs[k]!.token < incs[k - 1]!.token)
+      violations.push(
+        `fencing token went back (${incs[k - 1]!.token} then ${incs[k]!.token}) at counter ${incs[k]!.to}`,
+      );
+  }
+  return {
+    name: 'lock recipe (fenced counter)',
+    violations,
+    detail: `${incs.length} acknowledged increments`,
   };
 }
 

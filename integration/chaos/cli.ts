@@ -39,6 +39,15 @@ const program = new Command('chaos')
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
     const netns: boolean | 'auto' = o.netns === undefined ? 'auto' : o.netns;
+    // The first Ctrl-C ends the faults early and still checks; a second one stops at once.
+    const interrupted = new AbortController();
+    process.once('SIGINT', () => {
+      process.stderr.write(
+        'interrupted: healing, stopping the workers and checking (Ctrl-C again to quit)\n',
+      );
+      interrupted.abort();
+      process.once('SIGINT', () => process.exit(130));
+    });
     const report = await runChaos({
       durationS: o.duration,
       seed: o.seed,
@@ -47,6 +56,7 @@ const program = new Command('chaos')
       workers: o.workers,
       flags: o.tickMs ? ['--tick-ms', String(o.tickMs)] : [],
       keep: Boolean(o.keep),
+      signal: interrupted.signal,
       log: (line) => process.stderr.write(`${line}\n`),
     });
     process.stdout.write(`${o.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);

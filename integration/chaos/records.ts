@@ -8,6 +8,8 @@ import type { HistoryOp, Op, OpResult } from '../sim/linearizability.ts';
 
 export const CHAOS_PREFIX = '/chaos/';
 export const chaosKey = (i: number): string => `${CHAOS_PREFIX}k${i}`;
+/** The counter the workers increment under the lock recipe. */
+export const COUNTER = `${CHAOS_PREFIX}counter`;
 
 /** A watch event as recorded: revision, type, key, value (null for a delete). */
 export type WatchedEvent = readonly [number, 'put' | 'delete', string, string | null];
@@ -46,6 +48,15 @@ export type ChaosRecord =
   | { readonly t: 'session'; readonly at: number; readonly id: string | null; readonly state: string }
   /** An answer SESSION_EXPIRED for `session`, while the client held it to be in `state`. */
   | { readonly t: 'expired'; readonly at: number; readonly session: string | null; readonly state: string }
+  /** An increment of the counter under the lock, acknowledged (fencing token of the hold). */
+  | {
+      readonly t: 'inc';
+      readonly invoke: number;
+      readonly response: number;
+      readonly to: number;
+      readonly token: number;
+      readonly revision: number;
+    }
   | { readonly t: 'watchStart'; readonly at: number; readonly from: number }
   | { readonly t: 'watch'; readonly events: readonly WatchedEvent[]; readonly upTo: number }
   | { readonly t: 'watchEnd'; readonly at: number; readonly upTo: number; readonly target: number }

@@ -21,6 +21,7 @@ import {
   type CheckOutcome,
   checkAcknowledged,
   checkLinearizable,
+  checkLock,
   checkSequential,
   checkSessions,
   checkWatches,
@@ -47,6 +48,8 @@ export interface ChaosOptions {
   /** Node flags, e.g. `['--tick-ms', '50']`. */
   readonly flags?: readonly string[];
   readonly keep?: boolean;
+  /** Ends the faults early (Ctrl-C): the run heals, stops its workers and checks what it has. */
+  readonly signal?: AbortSignal;
   /** Take the fault kinds in turn (a short run meets every kind). */
   readonly roundRobin?: boolean;
   /** Progress and fault lines. */
@@ -212,7 +215,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       );
     }, 5000);
     try {
-      await schedule.run(until);
+      await schedule.run(until, o.signal);
     } finally {
       clearInterval(ticker);
     }
@@ -245,6 +248,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       checkAcknowledged(records),
       checkSequential(records),
       checkSessions(records),
+      checkLock(records),
       await checkFinalState(cluster, SESSION_TTL_MS),
     ];
     if (violations.length > 0) checks.push({ name: 'liveness and workers', violations });

@@ -19,7 +19,7 @@
 import { createWriteStream } from 'node:fs';
 import { type Client, connect, EnsembleError } from '../../client/index.ts';
 import type { Op, OpResult } from '../sim/linearizability.ts';
-import { CHAOS_PREFIX, type ChaosRecord, chaosKey, type WatchedEvent } from './records.ts';
+import { CHAOS_PREFIX, type ChaosRecord, COUNTER, chaosKey, type WatchedEvent } from './records.ts';
 
 export interface WorkerConfig {
   readonly id: string;
@@ -274,7 +274,35 @@ export async function runWorker(cfg: WorkerConfig): Promise<void> {
   const loops = Array.from({ length: cfg.concurrency }, async () => {
     while (!stopping) await step();
   });
-  await Promise.all(loops);
+  // The lock recipe: increments of one counter, each read and written while holding the lock,
+  // the write through the lock's fence. Mutual exclusion holds iff the counter's values in the
+  // watch streams go up by one at a time (two holders would write the same value).
+  const lock = c.lock('chaos');
+  const locking = (async () => {
+    while (!stopping) {
+      let hold: Awaited<ReturnType<typeof lock.acquire>>;
+      try {
+        hold = await lock.acquire({ timeout: cfg.timeoutMs });
+      } catch {
+        stats.failed++;
+        continue;
+      }
+      try {
+        const n = Number((await c.getText(COUNTER)) ?? 0);
+        const invoke = now();
+        const r = await hold.put(COUNTER, String(n + 1));
+        stats.ok++;
+        record({ t: 'inc', invoke, response: now(), to: n + 1, token: hold.token, revision: r.revision });
+      } catch (err) {
+        const code = err instanceof EnsembleError ? err.code : null;
+        if (code === 'NOT_HELD') stats.failed++;
+        else stats.indeterminate++;
+      } finally {
+        await hold.release().catch(() => {});
+      }
+    }
+  })();
+  await Promise.all([...loops, locking]);
   clearTimeout(stopTimer);
 
   // Ephemeral keys of the session still open: every acknowledged one of the current session is
