@@ -9,25 +9,14 @@
  * peers.
  */
 import { spawn } from 'node:child_process';
-import {
-  closeSync,
-  copyFileSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-} from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
 import { nodeArgs } from '../cluster/node-command.ts';
 import { devGrants } from '../cluster/up.ts';
+import { pinBuild } from '../integration/pin-build.ts';
 
 export interface BenchCluster {
   readonly url: string;
@@ -52,40 +41,6 @@ export interface BenchCluster {
   /** CPU ms each node process used so far (user + system). */
   cpu(): number[];
   stop(): Promise<void>;
-}
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/** Whether every file the bundle in `dist` imports (`./chunk-….js`) is there. */
-function wholeBuild(dist: string): boolean {
-  if (!existsSync(path.join(dist, 'cli.js'))) return false;
-  for (const f of readdirSync(dist).filter((n) => n.endsWith('.js'))) {
-    const text = readFileSync(path.join(dist, f), 'utf8');
-    for (const m of text.matchAll(/(?:from |import\()\s*"\.\/([^"]+\.js)"/g))
-      if (!existsSync(path.join(dist, m[1]!))) return false;
-  }
-  return true;
-}
-
-/** Copies the built command into `<dir>/app` (waiting out a build in progress); its bin path. */
-async function pinBuild(dir: string): Promise<string> {
-  const app = path.join(dir, 'app');
-  for (let attempt = 0; ; attempt++) {
-    rmSync(app, { recursive: true, force: true });
-    mkdirSync(app, { recursive: true });
-    try {
-      cpSync(path.join(ROOT, 'bin'), path.join(app, 'bin'), { recursive: true });
-      cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
-      if (wholeBuild(path.join(app, 'dist'))) break;
-    } catch {
-      // dist/ deleted or rewritten under us: a build is running
-    }
-    if (attempt >= 100) throw new Error(`no whole build in ${path.join(ROOT, 'dist')}: run npm run build`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  copyFileSync(path.join(ROOT, 'package.json'), path.join(app, 'package.json')); // "type": "module"
-  symlinkSync(path.join(ROOT, 'node_modules'), path.join(app, 'node_modules'), 'dir');
-  return path.join(app, 'bin', 'ensemble.mjs');
 }
 
 export async function startBenchCluster(

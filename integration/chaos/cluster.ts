@@ -28,6 +28,7 @@ import {
 import { nodeArgs } from '../../cluster/node-command.ts';
 import { devGrants } from '../../cluster/up.ts';
 import { decodeReply, encodeEnvelope, inboxPrefix, type NodeStatus, subjects } from '../../protocol/index.ts';
+import { pinBuild } from '../pin-build.ts';
 import { type Disk, readOnlyDisk, release as releaseDisks } from './disks.ts';
 import { createNetwork, type Network } from './netns.ts';
 
@@ -64,6 +65,8 @@ export class ChaosCluster {
   private network: Network | null = null;
   private peer: NatsConnection | null = null;
   private stopped = false;
+  /** The node command, from a copy of the build (a rebuild during the run must not break restarts). */
+  private bin = '';
   private readonly disks = new Map<string, Disk & { fill(): Promise<void> }>();
   /** Unplanned exits (crash-only stops) seen, by node. */
   readonly crashes: {
@@ -111,6 +114,7 @@ export class ChaosCluster {
 
   private async boot(): Promise<void> {
     mkdirSync(path.join(this.opts.dir, 'logs'), { recursive: true });
+    this.bin = await pinBuild(this.opts.dir);
     for (const id of this.ids) {
       const d = this.dataDir(id);
       mkdirSync(d, { recursive: true });
@@ -179,7 +183,7 @@ export class ChaosCluster {
 
   private spawnNode(id: string, initial: readonly string[] | null): void {
     const p = this.nodes.get(id)!;
-    const args = nodeArgs({
+    const [, ...rest] = nodeArgs({
       id,
       data: this.dataDir(id),
       nats: [this.urls[this.ids.indexOf(id)]!, ...this.urls.filter((_, j) => this.ids[j] !== id)],
@@ -187,6 +191,7 @@ export class ChaosCluster {
       initialCluster: initial,
       flags: ['--chaos', ...(this.opts.flags ?? [])],
     });
+    const args = [this.bin, ...rest];
     const out = openSync(path.join(this.opts.dir, 'logs', `${id}.log`), 'a');
     const wrapper = this.network?.exec(id) ?? [];
     const cmd = wrapper.length > 0 ? wrapper[0]! : process.execPath;
