@@ -97,6 +97,8 @@ export class Transport {
     { meta: SnapshotMeta; term: number; chunks: Uint8Array[]; next: number }
   >();
   private sending = new Set<NodeId>();
+  /** When a failed snapshot to each peer was last logged. */
+  private readonly snapshotFailureSaid = new Map<NodeId, number>();
   /** The incarnation first heard from each member. A node whose data directory was wiped comes
    * back with a new one: it may have voted in a term it no longer remembers, so it is refused
    * until it is removed and added again (which forgets the pin). */
@@ -240,12 +242,15 @@ export class Transport {
     this.sending.add(to);
     const { nc, subjects, cluster, self } = this.opts;
     const timeout = this.opts.chunkTimeoutMs ?? 10_000;
+    const started = performance.now();
+    let bytes = 0;
+    let seq = 0;
     void (async () => {
       const chunks = await this.opts.snapshotChunks(message.snapshot);
-      let seq = 0;
       let pending: Uint8Array | null = null;
       const ship = async (data: Uint8Array, last: boolean) => {
         const body = { from: self, term: message.term, snapshot: message.snapshot, seq: seq++, last, data };
+        bytes += data.length;
         const reply = await chaosRequest(this.chaos, to, { timeout }, (o) =>
           nc.request(subjects.snapshot(to), encodePeer(body, cluster), o),
         );
@@ -260,8 +265,21 @@ export class Transport {
       }
       await ship(pending ?? new Uint8Array(0), true);
       this.counters.snapshotsSent++;
+      this.opts.log?.(
+        `sent a snapshot (log index ${message.snapshot.index}, ${seq} chunks, ${(bytes / 2 ** 20).toFixed(1)} MiB) to ${to} in ${Math.round(performance.now() - started)} ms`,
+      );
     })()
-      .catch(() => this.opts.raft({ type: 'raft.snapshotFailed', to }))
+      .catch((err: unknown) => {
+        // Said once a minute per peer at most: a dead peer fails every attempt.
+        const now = performance.now();
+        if (now - (this.snapshotFailureSaid.get(to) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
+          this.snapshotFailureSaid.set(to, now);
+          this.opts.log?.(
+            `a snapshot to ${to} failed after ${seq} chunks: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
+        this.opts.raft({ type: 'raft.snapshotFailed', to });
+      })
       .finally(() => this.sending.delete(to));
   }
 
@@ -300,6 +318,10 @@ export class Transport {
     if (c.last) {
       this.incoming.delete(c.from);
       this.counters.snapshotsReceived++;
+      const size = cur.chunks.reduce((s, d) => s + d.length, 0);
+      this.opts.log?.(
+        `received a snapshot from ${c.from} (log index ${c.snapshot.index}, ${cur.chunks.length} chunks, ${(size / 2 ** 20).toFixed(1)} MiB): installing`,
+      );
       this.opts.raft({
         type: 'raft.installSnapshot',
         term: c.term,

@@ -16,6 +16,11 @@ export interface RaftOptions {
   readonly maxAppendEntries: number;
   /** Ask for a snapshot once this many entries were applied since the last one; 0: never. */
   readonly snapshotThreshold: number;
+  /**
+   * Entries a snapshot leaves in the log (etcd's catch-up entries; at most half the threshold):
+   * a follower a little behind catches up from the log instead of needing the whole tree.
+   */
+  readonly snapshotCatchUpEntries: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   /** A learner is promoted only when its match index is within this many entries of the
@@ -29,6 +34,7 @@ export const defaultOptions: RaftOptions = {
   maxInflight: 64,
   maxAppendEntries: 512,
   snapshotThreshold: 0,
+  snapshotCatchUpEntries: 5000,
   preVote: true,
   checkQuorum: true,
   catchUpMargin: 64,
@@ -98,6 +104,8 @@ export interface RaftContext {
   readonly transferee: NodeId | null;
   readonly transferElapsed: number;
   readonly snapshotPending: boolean;
+  /** Index of the last snapshot the runtime took (the log may keep entries below it). */
+  readonly snapshotTaken: number;
   /** The last hard state handed to a `persist` effect. */
   readonly savedHardState: HardState;
   readonly stats: { readonly elections: number; readonly dropped: number };
@@ -162,6 +170,7 @@ export function initialContext(input: RaftInput, log: LogReader): RaftContext {
     transferee: null,
     transferElapsed: 0,
     snapshotPending: false,
+    snapshotTaken: snapshot.index,
     savedHardState: hs,
     stats: { elections: 0, dropped: 0 },
   };

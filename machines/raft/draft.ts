@@ -60,6 +60,7 @@ export function openDraft(ctx: RaftContext, log: LogReader, role: Role): Draft {
     transferee: ctx.transferee,
     transferElapsed: ctx.transferElapsed,
     snapshotPending: ctx.snapshotPending,
+    snapshotTaken: ctx.snapshotTaken,
     savedHardState: ctx.savedHardState,
     stats: { elections: ctx.stats.elections, dropped: ctx.stats.dropped },
     log,
@@ -122,6 +123,7 @@ function contextOf(d: Draft): RaftContext {
     transferee: d.transferee,
     transferElapsed: d.transferElapsed,
     snapshotPending: d.snapshotPending,
+    snapshotTaken: d.snapshotTaken,
     savedHardState: d.savedHardState,
     stats: d.stats,
   };

@@ -169,5 +169,6 @@ function handleInstallSnapshot(d: Draft, m: InstallSnapshot): void {
   d.applied = s.index;
   d.persisted = s.index;
   d.snapshotPending = false;
+  d.snapshotTaken = Math.max(d.snapshotTaken, s.index);
   answer(s.index);
 }

@@ -74,8 +74,11 @@ export function leaderLocal(d: Draft, e: LocalEvent): void {
     case 'raft.transferLeader':
       return transferLeader(d, e.to);
     case 'raft.snapshotFailed': {
+      // Try again after an election timeout, not at the next heartbeat: each attempt dumps the
+      // whole tree, and a follower that failed one (down, or its NATS cut) will likely fail more.
       const pr = progressOf(d, e.to);
-      if (pr?.state === 'snapshot') toProbe(pr, pr.match + 1);
+      if (pr?.state === 'snapshot')
+        pr.snapshotElapsed = Math.max(pr.snapshotElapsed, 3 * d.opts.electionTicks);
       return;
     }
     default:

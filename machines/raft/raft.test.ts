@@ -462,3 +462,37 @@ test('a proposal to a follower is refused with the leader hint', (t) => {
     leader: 'a',
   });
 });
+
+test('a snapshot leaves catch-up entries in the log: a follower a little behind gets entries, not the whole tree', (t) => {
+  const run = (keep: number) => {
+    const c = new TestCluster(['a', 'b', 'c'], { snapshotThreshold: 10, snapshotCatchUpEntries: keep });
+    c.elect('a');
+    const a = c.node('a');
+    for (let i = 0; i < 8; i++) a.step({ type: 'raft.propose', commands: [{ id: `p${i}`, data: i }] });
+    c.settle();
+    c.isolate('c');
+    for (let i = 8; i < 11; i++) a.step({ type: 'raft.propose', commands: [{ id: `p${i}`, data: i }] });
+    c.settle();
+    for (const e of a.effectsOf('apply')) a.step({ type: 'raft.applied', index: e.entries.at(-1)!.index });
+    t.true(a.effectsOf('snapshot').length > 0);
+    a.step({ type: 'raft.snapshotTaken', index: a.ctx.applied });
+    const compact = a.effectsOf('compact').at(-1)!;
+    a.log.compact(compact.snapshot);
+    c.heal();
+    c.tick('a', 2);
+    c.settle();
+    const cc = c.node('c');
+    t.is(lastIndex(cc.view), lastIndex(a.view));
+    return {
+      compactedTo: compact.snapshot.index,
+      taken: a.ctx.applied,
+      restores: cc.effectsOf('restore').length,
+    };
+  };
+  const kept = run(5);
+  t.is(kept.compactedTo, kept.taken - 5, 'the log keeps the last 5 entries');
+  t.is(kept.restores, 0, 'caught up from the log');
+  const none = run(0);
+  t.is(none.compactedTo, none.taken);
+  t.is(none.restores, 1, 'without catch-up entries the same follower needs a snapshot');
+});

@@ -279,18 +279,25 @@ export function handlePersisted(d: Draft, index: number, term: number): void {
 export function handleApplied(d: Draft, index: number): void {
   if (index > d.applied) d.applied = Math.min(index, d.applying);
   const t = d.opts.snapshotThreshold;
-  if (t > 0 && !d.snapshotPending && d.applied - d.snapshot.index >= t) {
+  if (t > 0 && !d.snapshotPending && d.applied - Math.max(d.snapshot.index, d.snapshotTaken) >= t) {
     d.snapshotPending = true;
     d.effects.push({ type: 'snapshot', index: d.applied });
   }
 }
 
-/** The runtime made a snapshot at `index` durable: it becomes the one we send to laggards,
- * and the log may drop what it covers. */
-export function handleSnapshotTaken(d: Draft, index: number): void {
+/**
+ * The runtime made the state machine durable at `index`: the log may drop what it covers, but
+ * keeps the last `snapshotCatchUpEntries` (at most half the threshold) so a follower a little
+ * behind catches up from the log; what it drops is then covered by the snapshot sent to laggards.
+ */
+export function handleSnapshotTaken(d: Draft, taken: number): void {
   d.snapshotPending = false;
+  if (taken > d.applied) return;
+  if (taken > d.snapshotTaken) d.snapshotTaken = taken;
+  const keep = Math.min(d.opts.snapshotCatchUpEntries, Math.floor(d.opts.snapshotThreshold / 2));
+  const index = taken - Math.max(0, keep);
   const term = termAt(d, index);
-  if (index <= d.snapshot.index || index > d.applied || term === undefined) return;
+  if (index <= d.snapshot.index || term === undefined) return;
   const meta: SnapshotMeta = { index, term, config: configAt(d, index) };
   d.snapshot = meta;
   d.configs = d.configs.filter((c) => c.index > index);
