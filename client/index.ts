@@ -46,7 +46,7 @@ import {
   TimeoutError,
   UnknownOutcomeError,
 } from '../protocol/index.ts';
-import { ClosedError } from './errors.ts';
+import { ClosedError, SessionLostError } from './errors.ts';
 import { Barrier, type BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 import { Config, type ConfigOptions } from './recipes/config.ts';
 import { Counter } from './recipes/counter.ts';
@@ -490,10 +490,16 @@ export class Client implements AsyncDisposable {
    */
   watch(target: WatchTarget, options: WatchOptions = {}): WatchStream {
     this.checkOpen();
-    const s = this.defaultSession?.runner.current;
-    if (!s) throw new TypeError('watch needs a session: connect with session enabled');
+    const session = this.defaultSession;
+    if (session === null) throw new TypeError('watch needs a session: connect with session enabled');
     this.groups ??= new WatchGroups(this);
-    const stream = new WatchStream(this, this.groups, s, target, options, () => this.watches.delete(stream));
+    const sessions = {
+      now: () => within(session.runner.waitOpen(), this.timeoutMs, 'no open session for the watch'),
+      expired: () => session.runner.expired(),
+    };
+    const stream = new WatchStream(this, this.groups, sessions, target, options, () =>
+      this.watches.delete(stream),
+    );
     this.watches.add(stream);
     return stream;
   }
@@ -609,7 +615,24 @@ export class Client implements AsyncDisposable {
   ): Promise<ApiResults[K]> {
     this.checkOpen();
     if (session === undefined) return this.call(op, body as ApiRequests[K]);
-    const { tag, end } = await session.begin();
+    // While the session is being reopened the write waits, but not past its deadline: nothing
+    // was sent then, so it fails as not applied.
+    const begun = session.begin();
+    const { tag, end } = await within(begun, this.timeoutMs, `${op}: no open session`).catch(
+      (err: unknown) => {
+        // A sequence number taken after the deadline is given back at once (never sent).
+        begun.then(
+          (b) => b.end(),
+          () => {},
+        );
+        throw err instanceof TimeoutError
+          ? new SessionLostError(
+              session.id ?? '(none)',
+              `${op}: no open session within ${this.timeoutMs} ms; nothing was sent`,
+            )
+          : err;
+      },
+    );
     try {
       return await this.call(op, { ...body, client: tag } as ApiRequests[K]);
     } finally {

@@ -201,7 +201,16 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
   constructor(
     private readonly client: Client,
     private readonly groups: WatchGroups,
-    private readonly session: { id: string; secret: Uint8Array },
+    /**
+     * The session the watch runs under, asked at every (re)open: the connection's own session
+     * reopens under a new id after it was lost, and the watch goes on under that one (the
+     * node-side watch of the old session ended with it).
+     */
+    private readonly sessions: {
+      now(): Promise<{ id: string; secret: Uint8Array }>;
+      /** The cluster said the session is gone: the connection reopens one (or ends). */
+      expired(): void;
+    },
     private readonly target: WatchTarget,
     private readonly options: WatchOptions,
     /** Called once when the stream ends, however it ends. */
@@ -237,8 +246,14 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     return this.joined !== null;
   }
 
+  /** The session of the current open (acknowledgements and cancels go with it). */
+  private session: { id: string; secret: Uint8Array } = { id: '', secret: new Uint8Array(0) };
+
   private async open(): Promise<void> {
     this.detach();
+    const session = await this.sessions.now();
+    if (this.ended) return;
+    this.session = session;
     this.id = `w${++watchCounter}x${Math.floor(performance.now())}`;
     this.seq = 0;
     this.consumedSeq = 0;
@@ -295,7 +310,10 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     if (m.error) {
       const e = fromWire(m.error);
       if (e.code === 'WATCH_BEHIND') this.stall();
-      else if (e.code === 'WATCH_MOVED') {
+      else if (e.code === 'SESSION_EXPIRED') {
+        this.sessions.expired();
+        this.resume();
+      } else if (e.code === 'WATCH_MOVED') {
         // The session's watches are served by another node now: resume there.
         this.groups.movedTo(String((m.error as { node?: unknown }).node ?? ''));
         this.resume();
@@ -405,8 +423,11 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.cancelOnNode(); // the old watch, if its node still runs it
     this.resuming = this.open()
       .catch((err) => {
-        // A final answer (COMPACTED, SESSION_EXPIRED, a bad request) ends the stream, and so
-        // does any failure of the first open; otherwise the watchdog tries again.
+        // The session ended under the watch: the connection opens a new one and the watchdog
+        // resumes under it. A final answer (COMPACTED, a bad request, no session any more) ends
+        // the stream, and so does any other failure of the first open; otherwise the watchdog
+        // tries again.
+        if (err instanceof EnsembleError && err.code === 'SESSION_EXPIRED') return this.sessions.expired();
         if (!counted || (err instanceof EnsembleError && !TRANSIENT.has(err.code))) this.fail(err);
       })
       .finally(() => {

@@ -279,3 +279,14 @@ test('a keepalive request is answered after a ReadIndex: a node that has not app
   await turn();
   t.deepEqual(r.answers, [{ ok: true, result: { ttlMs: 5000 } }]);
 });
+
+test('a new leader that has not committed an entry of its term yet does not call an unknown session expired', (t) => {
+  const r = rig('leader');
+  const secret = bytes('s3cr3t');
+  // Elected, its no-op (index 5) not committed: its commit index (0, all it applied) may lag
+  // behind an open the previous leader committed and answered.
+  r.set({ termStart: 5, commit: 0 });
+  t.is(r.handlers.keepalive('s9', secret), null, 'silent: another node may know it');
+  r.set({ termStart: 5, commit: 5 });
+  t.is(r.handlers.keepalive('s9', secret), null, 'committed, not applied here yet');
+});

@@ -234,7 +234,11 @@ export class ApiHandlers {
       // that secret (an open applied later counts as a later contact anyway; a session learnt
       // from a snapshot would otherwise show no contact at all).
       this.p.onUnknownKeepalive?.(id, secret);
-      return leader && this.p.applier.index >= this.p.machine.context().commit
+      // Only a leader that knows its commit index (it committed an entry of its term, §6.4) and
+      // applied up to it may say the session is gone: a new leader's commit index can lag behind
+      // an open the previous leader committed and answered.
+      const ctx = this.p.machine.context();
+      return leader && ctx.termStart > 0 && ctx.commit >= ctx.termStart && this.p.applier.index >= ctx.commit
         ? { error: new SessionExpiredError(id) }
         : null;
     }

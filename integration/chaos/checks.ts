@@ -70,7 +70,11 @@ function watchersOf(records: Records): { watchers: Watcher[]; violations: string
     let last = 0;
     for (const r of rs) {
       if (r.t === 'watchStart') from = r.from;
-      if (r.t === 'watchEnd') target = r.target;
+      if (r.t === 'watchEnd') {
+        // A progress message may have taken it the last step (no events to record).
+        target = r.target;
+        upTo = Math.max(upTo, r.upTo);
+      }
       if (r.t !== 'watch') continue;
       upTo = Math.max(upTo, r.upTo);
       for (const e of r.events) {
