@@ -11,6 +11,19 @@ export const chaosKey = (i: number): string => `${CHAOS_PREFIX}k${i}`;
 /** The counter the workers increment under the lock recipe. */
 export const COUNTER = `${CHAOS_PREFIX}counter`;
 
+/** xorshift32 in [0, 1), seeded: a run's faults and each worker's choices repeat for one seed. */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
 /** A watch event as recorded: revision, type, key, value (null for a delete). */
 export type WatchedEvent = readonly [number, 'put' | 'delete', string, string | null];
 

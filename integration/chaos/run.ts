@@ -32,7 +32,7 @@ import { ChaosCluster } from './cluster.ts';
 import { canMount } from './disks.ts';
 import { type FaultKind, type FaultRecord, FaultSchedule } from './faults.ts';
 import { netnsAvailable } from './netns.ts';
-import { CHAOS_PREFIX, type ChaosRecord, readRecords } from './records.ts';
+import { CHAOS_PREFIX, type ChaosRecord, readRecords, seededRandom } from './records.ts';
 import type { WorkerConfig } from './worker.ts';
 
 export interface ChaosOptions {
@@ -81,19 +81,6 @@ const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 const now = (): number => performance.timeOrigin + performance.now();
 /** The workers' session TTL: longer than any fault's hold, so only a longer outage loses one. */
 const SESSION_TTL_MS = 15_000;
-
-/** xorshift32 from a seed, for the fault schedule. */
-function seeded(seed: number): () => number {
-  let s = (seed ^ 0x5bd1e995) >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const log = o.log ?? (() => {});
@@ -192,7 +179,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const until = started + o.durationS * 1000;
     const schedule = new FaultSchedule(cluster, {
       kinds: faults,
-      random: seeded(o.seed),
+      random: seededRandom(o.seed ^ 0x5bd1e995),
       electionMs,
       recoverMs: 60_000,
       roundRobin: o.roundRobin ?? false,

@@ -19,7 +19,14 @@
 import { createWriteStream } from 'node:fs';
 import { type Client, connect, EnsembleError } from '../../client/index.ts';
 import type { Op, OpResult } from '../sim/linearizability.ts';
-import { CHAOS_PREFIX, type ChaosRecord, COUNTER, chaosKey, type WatchedEvent } from './records.ts';
+import {
+  CHAOS_PREFIX,
+  type ChaosRecord,
+  COUNTER,
+  chaosKey,
+  seededRandom,
+  type WatchedEvent,
+} from './records.ts';
 
 export interface WorkerConfig {
   readonly id: string;
@@ -61,23 +68,10 @@ const now = (): number => performance.timeOrigin + performance.now();
 const text = (v: Uint8Array | undefined): string | null =>
   v === undefined ? null : new TextDecoder().decode(v);
 
-/** xorshift32, seeded: the worker's choices are repeatable for one seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
-
 export async function runWorker(cfg: WorkerConfig): Promise<void> {
   const file = createWriteStream(cfg.out, { flags: 'a' });
   const record = (r: ChaosRecord) => file.write(`${JSON.stringify(r)}\n`);
-  const random = rng(cfg.seed);
+  const random = seededRandom(cfg.seed);
   const stats = { ok: 0, failed: 0, indeterminate: 0, watched: 0 };
   let stopping = false;
   const stop = () => {
