@@ -41,6 +41,27 @@ export async function release(): Promise<void> {
   for (const device of attached) await detach(device);
 }
 
+/** The same at exit, synchronously (a run interrupted with Ctrl-C leaves no mounts behind). */
+function releaseNow(): void {
+  for (const dir of mounted) {
+    try {
+      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+  for (const device of attached) {
+    try {
+      execFileSync('losetup', ['-d', device], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+  mounted.clear();
+  attached.clear();
+}
+process.on('exit', releaseNow);
+
 async function mount(args: readonly string[], dir: string): Promise<void> {
   await run('mount', [...args, dir]);
   mounted.add(dir);
