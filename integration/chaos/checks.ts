@@ -68,12 +68,15 @@ function watchersOf(records: Records): { watchers: Watcher[]; violations: string
     let target: number | null = null;
     const byRevision = new Map<number, WatchedEvent[]>();
     let last = 0;
+    /** Where the worker checked its watch before closing: events after it (its client closing
+     * part-way through a large revision) are not compared. */
+    let ended: number | null = null;
     for (const r of rs) {
       if (r.t === 'watchStart') from = r.from;
       if (r.t === 'watchEnd') {
         // A progress message may have taken it the last step (no events to record).
         target = r.target;
-        upTo = Math.max(upTo, r.upTo);
+        ended = Math.max(upTo, r.upTo);
       }
       if (r.t !== 'watch') continue;
       upTo = Math.max(upTo, r.upTo);
@@ -89,7 +92,9 @@ function watchersOf(records: Records): { watchers: Watcher[]; violations: string
         byRevision.set(rev, list);
       }
     }
-    upTo = Math.max(upTo, last);
+    // Only whole revisions count: `upTo` in the records is the last revision the watch had
+    // completely (the last event's may still have had events to come).
+    upTo = ended ?? upTo;
     if (from === null) continue;
     if (target !== null && upTo < target)
       violations.push(`${worker}'s watch reached revision ${upTo}, not ${target}`);
@@ -99,6 +104,11 @@ function watchersOf(records: Records): { watchers: Watcher[]; violations: string
 }
 
 const covers = (w: Watcher, rev: number) => rev >= w.from && rev <= w.upTo;
+/** A revision's events for a message: all of a few, or how many and the first three. */
+const brief = (es: readonly WatchedEvent[] | undefined): string =>
+  (es ?? []).length <= 4
+    ? JSON.stringify(es ?? [])
+    : `${es!.length} events (${JSON.stringify(es!.slice(0, 3)).slice(0, -1)}, …])`;
 const same = (a: readonly WatchedEvent[] | undefined, b: readonly WatchedEvent[] | undefined) =>
   JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
 
@@ -115,7 +125,7 @@ export function checkWatches(records: Records): CheckOutcome {
       const b = covering[i]!;
       if (!same(a.byRevision.get(rev), b.byRevision.get(rev)) && violations.length < 20)
         violations.push(
-          `watchers disagree at revision ${rev}: ${a.worker} saw ${JSON.stringify(a.byRevision.get(rev) ?? [])}, ${b.worker} saw ${JSON.stringify(b.byRevision.get(rev) ?? [])}`,
+          `watchers disagree at revision ${rev}: ${a.worker} saw ${brief(a.byRevision.get(rev))}, ${b.worker} saw ${brief(b.byRevision.get(rev))}`,
         );
     }
   }

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { FAULT_KINDS, type FaultKind } from './faults.ts';
 import { formatReport } from './report.ts';
-import { runChaos } from './run.ts';
+import { recheck, runChaos } from './run.ts';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -37,7 +37,16 @@ const program = new Command('chaos')
   .option('--tick-ms <ms>', 'Raft tick of the nodes', int('--tick-ms'))
   .option('--keep', 'keep the run directory even when the run is clean')
   .option('--json', 'print the report as JSON')
+  .option('--recheck <dir>', 'only run the record checks again over a kept run directory')
   .action(async (o) => {
+    if (o.recheck) {
+      const checks = await recheck(o.recheck);
+      for (const c of checks)
+        process.stdout.write(
+          `${c.violations.length === 0 ? 'ok  ' : 'FAIL'} ${c.name}${c.detail ? ` (${c.detail})` : ''}\n${c.violations.map((v) => `       ${v}\n`).join('')}`,
+        );
+      process.exit(checks.some((c) => c.violations.length > 0) ? 1 : 0);
+    }
     const netns: boolean | 'auto' = o.netns === undefined ? 'auto' : o.netns;
     // The first Ctrl-C ends the faults early and still checks; a second one stops at once.
     const interrupted = new AbortController();

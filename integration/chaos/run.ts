@@ -10,7 +10,7 @@
  * after a clean run unless `keep`, and kept (and named) after a violation.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -229,15 +229,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     log('checking');
     const records = new Map<string, ChaosRecord[]>();
     for (const w of workers) records.set(w.id, await readRecords(w.out));
-    const checks: CheckOutcome[] = [
-      checkLinearizable(records),
-      checkWatches(records),
-      checkAcknowledged(records),
-      checkSequential(records),
-      checkSessions(records),
-      checkLock(records),
-      await checkFinalState(cluster, SESSION_TTL_MS),
-    ];
+    const checks: CheckOutcome[] = [...recordChecks(records), await checkFinalState(cluster, SESSION_TTL_MS)];
     if (violations.length > 0) checks.push({ name: 'liveness and workers', violations });
     const ops = { ok: 0, failed: 0, indeterminate: 0 };
     for (const rs of records.values())
@@ -281,6 +273,25 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await cluster.stop();
     if (report !== null && report.dir === null) await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The record checks again over a kept run directory (`npm run chaos -- --recheck DIR`). */
+export async function recheck(dir: string): Promise<CheckOutcome[]> {
+  const records = new Map<string, ChaosRecord[]>();
+  for (const f of (await readdir(dir)).filter((n) => /^w\d+\.jsonl$/.test(n)).sort())
+    records.set(f.replace('.jsonl', ''), await readRecords(path.join(dir, f)));
+  return recordChecks(records);
+}
+
+function recordChecks(records: ReadonlyMap<string, ChaosRecord[]>): CheckOutcome[] {
+  return [
+    checkLinearizable(records),
+    checkWatches(records),
+    checkAcknowledged(records),
+    checkSequential(records),
+    checkSessions(records),
+    checkLock(records),
+  ];
 }
 
 /**

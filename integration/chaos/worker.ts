@@ -120,7 +120,10 @@ export async function runWorker(cfg: WorkerConfig): Promise<void> {
   record({ t: 'watchStart', at: now(), from: watchFrom });
   const watch = c.watch({ prefix: CHAOS_PREFIX }, { fromRevision: watchFrom, progressNotify: true });
   const watched: WatchedEvent[] = [];
+  /** Revisions seen whole: a revision is complete once an event of a later one, or a progress
+   * message at or past it, arrived (a large revision may come in several messages). */
   let watchedUpTo = start;
+  let lastEventRevision = start;
   const flushWatch = () => {
     if (watched.length === 0) return;
     record({ t: 'watch', events: watched.splice(0), upTo: watchedUpTo });
@@ -133,7 +136,10 @@ export async function runWorker(cfg: WorkerConfig): Promise<void> {
           continue;
         }
         watched.push([item.revision, item.type, item.key, text(item.value)]);
-        watchedUpTo = Math.max(watchedUpTo, item.revision);
+        if (item.revision > lastEventRevision) {
+          watchedUpTo = Math.max(watchedUpTo, lastEventRevision);
+          lastEventRevision = item.revision;
+        }
         stats.watched++;
         if (watched.length >= 256) flushWatch();
       }
