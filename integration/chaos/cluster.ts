@@ -129,7 +129,8 @@ export class ChaosCluster {
       // Off loopback, nodes refuse the public development passwords: real ones for this run.
       for (const user of Object.keys(DEV_PASSWORDS)) {
         const name = passwordEnv(user as keyof typeof DEV_PASSWORDS);
-        process.env[name] ??= randomBytes(18).toString('base64url');
+        // nats-server parses a variable's value as a config token: letters first, then hex.
+        process.env[name] ??= `p${randomBytes(18).toString('hex')}`;
       }
     }
     // One NATS server per node, joined by routes: fixed ports, so a restart keeps its address.
