@@ -44,7 +44,9 @@ function summarize(file: string): string {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n.callFrame]));
   const self = new Map<number, number>();
-  p.samples.forEach((s, i) => self.set(s, (self.get(s) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  p.samples.forEach((s, i) => {
+    self.set(s, (self.get(s) ?? 0) + (p.timeDeltas[i] ?? 0));
+  });
   const places = new Map<string, number>();
   const fns = new Map<string, number>();
   let busy = 0;
