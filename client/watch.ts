@@ -98,7 +98,11 @@ export class WatchGroups {
    * Starts a watch: on the watch node (briefly, and not at all once nobody listens there: it
    * may be the one that died), else on any node, which becomes the watch node.
    */
-  async request(body: ApiRequests['watch']): Promise<ApiResults['watch']> {
+  async request(
+    body: ApiRequests['watch'],
+    /** Another id and inbox for the next attempt (the first node may still take this one). */
+    again: () => ApiRequests['watch'] = () => body,
+  ): Promise<ApiResults['watch']> {
     if (this.node === null && this.choosing !== null) await this.choosing.catch(() => {});
     const node = this.node;
     if (node !== null) {
@@ -110,7 +114,12 @@ export class WatchGroups {
       } catch (err) {
         if (err instanceof EnsembleError && !TRANSIENT.has(err.code)) throw err;
         if (this.node === node) this.node = null;
+        // It may still start that watch (a paused node wakes): tell it to drop it.
+        void this.client
+          .requestAny('watchCancel', { id: body.id, session: body.session, secret: body.secret }, node)
+          .catch(() => {});
       }
+      body = again();
     }
     const asked = this.client.requestAny('watch', body);
     if (this.node === null) this.choosing = asked;
@@ -249,11 +258,13 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
   /** The session of the current open (acknowledgements and cancels go with it). */
   private session: { id: string; secret: Uint8Array } = { id: '', secret: new Uint8Array(0) };
 
-  private async open(): Promise<void> {
-    this.detach();
-    const session = await this.sessions.now();
-    if (this.ended) return;
-    this.session = session;
+  /**
+   * A fresh watch id and inbox for one request: each attempt gets its own, so a node that
+   * answers late (a paused one) serves an id nobody listens to any more instead of a second
+   * stream into this one (its messages would move `nextRevision` past what the other sent).
+   */
+  private attempt(): ApiRequests['watch'] {
+    this.sub?.unsubscribe();
     this.id = `w${++watchCounter}x${Math.floor(performance.now())}`;
     this.seq = 0;
     this.consumedSeq = 0;
@@ -265,7 +276,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.sub = this.client.nc.subscribe(inbox, {
       callback: (err, msg) => void (!err && this.onDirect(id, msg.data)),
     });
-    const body = {
+    return {
       id,
       inbox,
       session: this.session.id,
@@ -275,8 +286,17 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       ...(this.options.prevValue ? { prevValue: true } : {}),
       ...(this.options.progressNotify ? { progressNotify: true } : {}),
     } as ApiRequests['watch'];
-    const r = await this.groups.request(body);
-    if (id !== this.id) return;
+  }
+
+  private async open(): Promise<void> {
+    this.detach();
+    const session = await this.sessions.now();
+    if (this.ended) return;
+    this.session = session;
+    const first = this.attempt();
+    const r = await this.groups.request(first, () => this.attempt());
+    const id = this.id;
+    if (r.id !== id) return;
     this.node = r.node;
     this.nextRevision ??= r.revision;
     this.lastHeard = performance.now();
