@@ -29,6 +29,7 @@ import { nodeArgs } from '../../cluster/node-command.ts';
 import { devGrants } from '../../cluster/up.ts';
 import { decodeReply, encodeEnvelope, inboxPrefix, type NodeStatus, subjects } from '../../protocol/index.ts';
 import { pinBuild } from '../pin-build.ts';
+import { WaitTimeoutError, waitFor } from '../wait.ts';
 import { type Disk, readOnlyDisk, release as releaseDisks } from './disks.ts';
 import { createNetwork, type Network } from './netns.ts';
 
@@ -319,29 +320,31 @@ export class ChaosCluster {
    */
   async waitHealthy(timeoutMs: number): Promise<string> {
     const c = await this.client({ timeoutMs: 1500 });
-    const deadline = performance.now() + timeoutMs;
     let last = '';
     // The leader's commit index when first seen agreed on: every node must apply that far.
     let target = null as { leader: string; index: number } | null;
+    const healthy = async (): Promise<string | null> => {
+      const all = await this.statuses(c);
+      const views = [...all.values()];
+      const leader = views[0]?.leader ?? null;
+      if (leader !== null && views.every((s) => s !== null && s.leader === leader)) {
+        if (target?.leader !== leader) target = { leader, index: all.get(leader)!.commitIndex };
+        if (views.every((s) => s!.appliedIndex >= target!.index)) return leader;
+      } else target = null;
+      last = [...all]
+        .map(
+          ([id, s]) =>
+            `${id}: ${s === null ? 'silent' : `${s.role} leader=${s.leader} applied=${s.appliedIndex}`}`,
+        )
+        .join('; ');
+      return null;
+    };
     try {
-      for (;;) {
-        const all = await this.statuses(c);
-        const views = [...all.values()];
-        const leader = views[0]?.leader ?? null;
-        if (leader !== null && views.every((s) => s !== null && s.leader === leader)) {
-          if (target?.leader !== leader) target = { leader, index: all.get(leader)!.commitIndex };
-          if (views.every((s) => s!.appliedIndex >= target!.index)) return leader;
-        } else target = null;
-        last = [...all]
-          .map(
-            ([id, s]) =>
-              `${id}: ${s === null ? 'silent' : `${s.role} leader=${s.leader} applied=${s.appliedIndex}`}`,
-          )
-          .join('; ');
-        if (performance.now() > deadline)
-          throw new Error(`cluster not healthy within ${timeoutMs} ms (${last})`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      return await waitFor(healthy, { timeoutMs, intervalMs: 100, what: 'the cluster is whole' });
+    } catch (err) {
+      throw err instanceof WaitTimeoutError
+        ? new Error(`cluster not healthy within ${timeoutMs} ms (${last})`)
+        : err;
     } finally {
       await c.close();
     }

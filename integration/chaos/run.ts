@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { adopt } from '../../cluster/children.ts';
 import { natsCredentials } from '../../cluster/nats-server.ts';
+import { within } from '../wait.ts';
 import {
   type CheckOutcome,
   checkAcknowledged,
@@ -215,10 +216,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await cluster.waitHealthy(60_000).catch((err) => violations.push(`not whole at the end: ${String(err)}`));
     log('stopping the workers');
     for (const w of workers) w.child.kill('SIGTERM');
-    await Promise.race([
-      Promise.all(workers.map((w) => w.exited)),
-      new Promise((r) => setTimeout(r, 90_000)),
-    ]);
+    await within(Promise.all(workers.map((w) => w.exited)), {
+      timeoutMs: 90_000,
+      what: 'the workers finish',
+    }).catch(() => {});
     for (const w of workers)
       if (w.child.exitCode === null && w.child.signalCode === null) {
         violations.push(`worker ${w.id} did not finish within 90 s of SIGTERM`);

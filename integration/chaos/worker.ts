@@ -19,6 +19,7 @@
 import { createWriteStream } from 'node:fs';
 import { type Client, connect, EnsembleError } from '../../client/index.ts';
 import type { Op, OpResult } from '../sim/linearizability.ts';
+import { waitFor } from '../wait.ts';
 import {
   CHAOS_PREFIX,
   type ChaosRecord,
@@ -329,8 +330,7 @@ export async function runWorker(cfg: WorkerConfig): Promise<void> {
   // The last revision the watch must reach: a linearizable read now.
   const end = await readRevision(c).catch(() => null);
   if (end !== null) {
-    const deadline = now() + 10_000;
-    while (watchedUpTo < end && now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => watchedUpTo >= end, { timeoutMs: 10_000, intervalMs: 50 }).catch(() => {});
     record({ t: 'watchEnd', at: now(), upTo: watchedUpTo, target: end });
   }
   clearInterval(watchFlusher);
