@@ -7,7 +7,8 @@
  * the Raft machine); one whose loss could (the Raft machine, the executor: storage writer and
  * applier) stops the node, crash-only, and the process restarts from disk. An actor restarted
  * more than `MAX_RESTARTS` times within `RESTART_WINDOW_MS` stops the node instead (a crash loop).
- * With `chaos` set, the node serves chaos admin ops on `P.node.<id>.admin.<op>` (peers only, by
+ * Every node serves the admin op `inspect` (its inspection stream on `P.inspect.<id>`,
+ * actors/inspection.ts). With `chaos` set, the node also serves chaos admin ops on `P.node.<id>.admin.<op>` (peers only, by
  * nats.conf): `stopActor` stops an actor by name, and the policy applies; `filter` sets the
  * transport's fault filter (drops and delays of peer messages, actors/chaos.ts); `hash` answers a
  * hash of this node's key tree at a revision, so a chaos run can compare the nodes' trees.
@@ -47,6 +48,7 @@ import { Api, type Quotas } from './api/index.ts';
 import type { Applier } from './applier.ts';
 import { ChaosFilter, parseFilter, parseHash, treeHash } from './chaos.ts';
 import { Executor } from './executor.ts';
+import { inspectStatus, NodeInspector } from './inspection.ts';
 import { natsAgesPeers, SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
 import { chaosConnection, Transport } from './transport.ts';
@@ -87,6 +89,11 @@ export interface NodeConfig {
   /** Serve the chaos admin ops `P.node.<id>.admin.<op>`: stopActor, filter, hash (chaos tests;
    * off by default). */
   readonly chaos?: boolean;
+  /** Publish inspection batches from the start (`--inspect`), until the admin op `inspect`
+   * turns them off; off by default, and the admin op can turn them on at run time. */
+  readonly inspect?: boolean;
+  /** Inspection events per second at most (default `INSPECT_DEFAULT_RATE`). */
+  readonly inspectRate?: number;
 }
 
 export const defaultTickMs = 50;
@@ -126,6 +133,7 @@ export class EnsembleNode {
   private resolveDone!: (err: unknown) => void;
   private stopping = false;
   private adminSubs: Subscription[] = [];
+  private inspector: NodeInspector | undefined;
   /** The transport's fault filter (set by the `filter` admin op of a `--chaos` node). */
   private readonly chaos = new ChaosFilter();
 
@@ -155,7 +163,7 @@ export class EnsembleNode {
     this.config.log?.(`[${this.config.id}] ${line}`);
   }
 
-  private async boot(inspect?: (ev: unknown) => void): Promise<void> {
+  private async boot(external?: (ev: unknown) => void): Promise<void> {
     const { config, storage } = this;
     const { log, tree } = storage;
     const identity = await log.initIdentity({ clusterId: config.cluster, nodeId: config.id });
@@ -228,13 +236,31 @@ export class EnsembleNode {
         timeoutMs: graceMs,
       }),
     });
+    const inspector = new NodeInspector({
+      nc,
+      subjects,
+      cluster: config.cluster,
+      self: config.id,
+      root: () => this.actor,
+      status: () => inspectStatus(machine, tree.sessions().length),
+      ...(config.inspect ? { on: true } : {}),
+      ...(config.inspectRate ? { rate: config.inspectRate } : {}),
+      log: (line) => this.log(line),
+    });
+    this.inspector = inspector;
+    const inspect = external
+      ? (ev: InspectionEvent) => {
+          inspector.observe(ev);
+          external(ev);
+        }
+      : inspector.observe;
     const watches = new WatchHub({
       nc,
       subjects,
       self: config.id,
       tree,
       ...config.watch,
-      ...(inspect ? { inspect: inspect as (ev: InspectionEvent) => void } : {}),
+      inspect,
     });
     // The one executor of the machine's effects, over RocksDB (promises adapted to callbacks).
     const executor = new Executor(
@@ -322,7 +348,7 @@ export class EnsembleNode {
       },
     });
     this.parts = { config, raftInput, nc, executor, transport, api, ticker, sessions, watches };
-    if (config.chaos) this.adminSubs = this.serveAdmin(nc, subjects);
+    this.adminSubs = this.serveAdmin(nc, subjects);
 
     void (async () => {
       for await (const s of nc.status()) {
@@ -335,7 +361,7 @@ export class EnsembleNode {
 
     this.actor = createActor(superviseNode(createRaftMachine({ log })), {
       input: this.parts,
-      ...(inspect ? { inspect } : {}),
+      inspect,
     });
     this.actor.subscribe({
       next: (s) => {
@@ -354,8 +380,11 @@ export class EnsembleNode {
   }
 
   /**
-   * The chaos admin ops, each on `P.node.<id>.admin.<op>` (peers only, by nats.conf), request
+   * The admin ops, each on `P.node.<id>.admin.<op>` (peers and the admin, by nats.conf), request
    * and answer in the API's envelope and codec; a bad body gets BAD_REQUEST:
+   * - `inspect` `{ on, leaseMs?, rate?, resync? }` → `{ node, on, until, rate, subject }` (every
+   *   node): turns the inspection stream on for a lease, or off (actors/inspection.ts).
+   * Only on a node started with `--chaos`:
    * - `stopActor` `{ actor }` → `{ actor, policy }`, answered first; then the actor stops and its
    *   policy applies (restart, or the node stops).
    * - `filter` `{ rules: [{ peer, direction, drop?, delayMs? }] }` → `{ rules }` (defaults filled
@@ -365,7 +394,13 @@ export class EnsembleNode {
    */
   private serveAdmin(nc: NatsConnection, subjects: Subjects): Subscription[] {
     const cluster = this.config.cluster;
-    const ops: Record<string, AdminOp> = {
+    const inspect: Record<string, AdminOp> = {
+      inspect: (body) => {
+        if (!this.inspector) throw new InternalError('the node is starting');
+        return { result: this.inspector.control(body) };
+      },
+    };
+    const chaos: Record<string, AdminOp> = {
       stopActor: (body) => {
         const actor = (body as { actor?: unknown } | null)?.actor;
         if (!isActorName(actor)) throw new BadRequestError(`actor must be one of ${actorNames.join(', ')}`);
@@ -387,6 +422,7 @@ export class EnsembleNode {
       },
       hash: async (body) => ({ result: await treeHash(this.storage.tree, parseHash(body).revision) }),
     };
+    const ops = this.config.chaos ? { ...inspect, ...chaos } : inspect;
     return Object.entries(ops).map(([op, handler]) =>
       nc.subscribe(subjects.nodeAdmin(this.config.id, op), {
         callback: (err, msg) => {
@@ -482,6 +518,7 @@ export class EnsembleNode {
   private shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       for (const s of this.adminSubs) s.unsubscribe();
+      this.inspector?.close();
       this.actor.stop();
       this.parts.api.close();
       await this.parts.nc.drain().catch(() => this.parts.nc.close());

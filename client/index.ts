@@ -47,6 +47,7 @@ import {
   UnknownOutcomeError,
 } from '../protocol/index.ts';
 import { ClosedError, SessionLostError } from './errors.ts';
+import { type InspectObserver, sanitizedObserver } from './inspect.ts';
 import { Barrier, type BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 import { Config, type ConfigOptions } from './recipes/config.ts';
 import { Counter } from './recipes/counter.ts';
@@ -61,6 +62,7 @@ import { WatchGroups, type WatchItem, type WatchOptions, WatchStream, type Watch
 
 export * from '../protocol/index.ts';
 export * from './errors.ts';
+export type { InspectObserver } from './inspect.ts';
 export type { Barrier, BarrierOptions, DoubleBarrier } from './recipes/barrier.ts';
 export type { Config, ConfigOptions, ConfigSchema, ConfigSnapshot } from './recipes/config.ts';
 export type { Counter } from './recipes/counter.ts';
@@ -118,6 +120,13 @@ export interface ConnectOptions {
    * `connect` checks that and throws a `TypeError` otherwise.
    */
   readonly nats?: NatsConnection;
+  /**
+   * An XState inspection observer that sees this client's session machines (connecting,
+   * active, suspended, expired), sanitized (client/inspect.ts): e.g.
+   * `createWebSocketInspector({ url: 'ws://127.0.0.1:4280' }).inspect` from `@statelyai/inspect`
+   * shows them on the page of `ensemble inspect`, or in Stately's inspector.
+   */
+  readonly inspect?: InspectObserver;
 }
 
 export interface TlsOptions {
@@ -347,6 +356,7 @@ export class Client implements AsyncDisposable {
       },
       ttlMs,
       reopen,
+      this.opts.inspect ? sanitizedObserver(this.opts.inspect) : undefined,
     );
     const session = new Session(runner, async () => {
       this.sessions.delete(session);

@@ -8,7 +8,7 @@
  * leases: keys tied to a shorter or longer life than the connection's).
  */
 import { setMaxListeners } from 'node:events';
-import { createActor } from 'xstate';
+import { createActor, type InspectionEvent } from 'xstate';
 import type { ConnectionState, SessionEffect, SessionEvent } from '../machines/session/index.ts';
 import { sessionMachine } from '../machines/session/index.ts';
 import type { ClientTag } from '../protocol/index.ts';
@@ -55,6 +55,8 @@ export class SessionRunner {
     ttlMs: number,
     /** After LOST, open a fresh session (the connection's own session does; extra ones do not). */
     private readonly reopen: boolean,
+    /** Sees the session machine (`connect({ inspect })`), already sanitized. */
+    inspect?: (event: InspectionEvent) => void,
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.readyResolve = resolve;
@@ -64,7 +66,10 @@ export class SessionRunner {
     this.closedPromise = new Promise((resolve) => {
       this.closedResolve = resolve;
     });
-    this.actor = createActor(sessionMachine, { input: { now: performance.now(), ttlMs } });
+    this.actor = createActor(sessionMachine, {
+      input: { now: performance.now(), ttlMs },
+      ...(inspect ? { inspect } : {}),
+    });
     this.actor.on('*', (e) => this.perform(e as SessionEffect));
     this.actor.start();
     this.timer = setInterval(

@@ -46,6 +46,9 @@ export interface NodeArgs {
   tlsKey?: string;
   /** Serve the chaos admin subject (stop an actor by name). */
   chaos?: boolean;
+  /** Publish inspection batches from the start. */
+  inspect?: boolean;
+  inspectRate?: string | number;
 }
 
 export async function runNode(a: NodeArgs): Promise<void> {
@@ -60,6 +63,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
   const snapshotThreshold = wholeArg('--snapshot-threshold', a.snapshotThreshold, 1);
   if (snapshotThreshold !== undefined) raft.snapshotThreshold = snapshotThreshold;
   const tickMs = wholeArg('--tick-ms', a.tickMs, 1);
+  const inspectRate = wholeArg('--inspect-rate', a.inspectRate, 1);
   const httpPort = wholeArg('--http-port', a.httpPort, 0);
   if (httpPort !== undefined && httpPort > 65535) throw new TypeError('--http-port takes 0 to 65535');
   const servers = (a.nats ?? 'nats://127.0.0.1:4222').split(',');
@@ -97,6 +101,8 @@ export async function runNode(a: NodeArgs): Promise<void> {
     raft,
     log,
     chaos: Boolean(a.chaos),
+    inspect: Boolean(a.inspect),
+    ...(inspectRate !== undefined ? { inspectRate } : {}),
   });
   const metrics = await serveMetrics(node, httpPort ?? 0);
   log(

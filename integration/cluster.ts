@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import type { TestFn } from 'ava';
-import { type Client, connect } from '../client/index.ts';
+import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { natsCredentials } from '../cluster/nats-server.ts';
 import { nodeArgs } from '../cluster/node-command.ts';
 import { devGrants } from '../cluster/up.ts';
@@ -76,7 +76,13 @@ export class TestCluster {
   }
 
   async client(
-    options: { session?: boolean; sessionTtlMs?: number; timeoutMs?: number; user?: NatsUser } = {},
+    options: {
+      session?: boolean;
+      sessionTtlMs?: number;
+      timeoutMs?: number;
+      user?: NatsUser;
+      inspect?: ConnectOptions['inspect'];
+    } = {},
   ): Promise<Client> {
     const { user = 'client', ...rest } = options;
     const c = await connect({

@@ -14,6 +14,7 @@
  * | `P.watch.<node>.<group>`       | node `<node>`        | clients (shared watch streams)  |
  * | `P.claims.watch`               | peers                | every node (session watch moves) |
  * | `P.leader`                     | a new leader         | clients (leader announcements)   |
+ * | `P.inspect.<node>`             | node `<node>`        | the admin (inspection batches)   |
  * | `_INBOX.<user>.…`              | peers (replies, watch events) | the client of NATS user `<user>` |
  *
  * Clients publish only on the API and keepalive subjects and read only their own user's inbox
@@ -103,8 +104,9 @@ export interface Subjects {
   /** Published keepalives, heard by every node (subscribe without a queue group). */
   sessionKeepalive(): string;
   /**
-   * An admin op of one node (`P.node.<nodeId>.admin.<op>`): chaos tools such as `stopActor`,
-   * answered only by a node started with `--chaos`; nats.conf lets only peers publish there.
+   * An admin op of one node (`P.node.<nodeId>.admin.<op>`): `inspect` (every node), and chaos
+   * tools such as `stopActor`, answered only by a node started with `--chaos`; nats.conf lets only
+   * peers and the admin publish there.
    */
   nodeAdmin(nodeId: string, op: string): string;
   /**
@@ -117,6 +119,13 @@ export interface Subjects {
    * theirs for that session with WATCH_MOVED, so a session's watches live on one node at a time.
    */
   watchClaims(): string;
+  /**
+   * Where node `nodeId` publishes its inspection batches while inspection is on (JSON,
+   * protocol/inspection.ts); only the admin may subscribe. Turned on by the admin op `inspect`.
+   */
+  inspect(nodeId: string): string;
+  /** Every node's inspection batches: `P.inspect.*`. */
+  inspectWildcard(): string;
   /** The shared stream of node `nodeId`'s watch group `group` (a token naming target + options). */
   watchGroup(nodeId: string, group: string): string;
   /** Parses an API subject (node or any-node); `null` if `subject` is not one of this cluster's. */
@@ -154,6 +163,8 @@ export function subjects(options: SubjectOptions): Subjects {
     sessionKeepalive: () => `${prefix}.session.keepalive`,
     watchClaims: () => `${prefix}.claims.watch`,
     leaderAnnounce: () => `${prefix}.leader`,
+    inspect: (nodeId) => `${prefix}.inspect.${token(nodeId, 'node id')}`,
+    inspectWildcard: () => `${prefix}.inspect.*`,
     watchGroup: (nodeId, group) =>
       `${prefix}.watch.${token(nodeId, 'node id')}.${token(group, 'watch group')}`,
     parseApi(subject) {
@@ -261,6 +272,7 @@ export function natsExports(prefixPattern = `${DEFAULT_ROOT}.*`): NatsExport[] {
     { kind: 'service', subject: `${prefixPattern}.node.*.admin.*`, accounts: [natsAccount(ADMIN_USER)] },
     { kind: 'stream', subject: `${prefixPattern}.watch.*.*` },
     { kind: 'stream', subject: `${prefixPattern}.leader` },
+    { kind: 'stream', subject: `${prefixPattern}.inspect.*`, accounts: [natsAccount(ADMIN_USER)] },
     ...clientUsers.map((u) => ({
       kind: 'stream' as const,
       subject: `${inboxPrefix(u)}.>`,
@@ -284,7 +296,7 @@ export function natsImports(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`)
  * service discovery (`$SRV`). Clients may publish API requests, keepalives and service-discovery
  * requests, and subscribe below their own inbox and to the shared watch streams; on the
  * applications' subjects (`app.>`) they may publish, subscribe and answer requests. The admin may
- * also publish the nodes' admin (chaos) subjects.
+ * also publish the nodes' admin subjects (inspection, chaos) and read the inspection batches.
  */
 export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}.*`): UserPermissions {
   if (user === PEER_USER) {
@@ -305,6 +317,7 @@ export function natsPermissions(user: NatsUser, prefixPattern = `${DEFAULT_ROOT}
       `${inboxPrefix(user)}.>`,
       `${prefixPattern}.watch.*.*`,
       `${prefixPattern}.leader`,
+      ...(user === ADMIN_USER ? [`${prefixPattern}.inspect.*`] : []),
       APP_SUBJECTS,
     ],
     allowResponses: true,

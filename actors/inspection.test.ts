@@ -1,0 +1,219 @@
+/**
+ * The inspection stream's parts, with a real XState actor, a fake clock and an in-memory
+ * publisher (a unit-test double of the NATS connection): sanitizing, the rate limit and the
+ * coalesced snapshots it leaves behind, resync, leases, and the control op's validation.
+ */
+import test from 'ava';
+import { assign, createActor, setup } from 'xstate';
+import { EnsembleError } from '../protocol/errors.ts';
+import { subjects } from '../protocol/index.ts';
+import type { InspectBatch } from '../protocol/inspection.ts';
+import { sanitize } from '../protocol/inspection.ts';
+import { definitionOf, NodeInspector, parseControl } from './inspection.ts';
+
+const S = subjects({ cluster: 'unit' });
+
+const counter = setup({
+  types: {
+    context: {} as { n: number; password: string; data: Uint8Array },
+    events: {} as { type: 'inc'; value: string },
+  },
+}).createMachine({
+  id: 'counter',
+  initial: 'low',
+  context: { n: 0, password: 'hunter2', data: new Uint8Array(32) },
+  states: {
+    low: { on: { inc: { actions: assign({ n: ({ context }) => context.n + 1 }), target: 'high' } } },
+    high: { on: { inc: { actions: assign({ n: ({ context }) => context.n + 1 }), target: 'low' } } },
+  },
+});
+
+function rig(opts: { rate?: number; on?: boolean } = {}) {
+  let now = 1_000_000;
+  const published: InspectBatch[] = [];
+  const raw: string[] = [];
+  const nc = {
+    publish(subject: string, data?: string | Uint8Array) {
+      if (subject !== S.inspect('n1')) throw new Error(`published on ${subject}`);
+      raw.push(String(data));
+      published.push(JSON.parse(String(data)) as InspectBatch);
+    },
+  };
+  let root: ReturnType<typeof createActor<typeof counter>> | undefined;
+  const inspector = new NodeInspector({
+    nc,
+    subjects: S,
+    cluster: 'unit',
+    self: 'n1',
+    root: () => root,
+    status: () => ({
+      role: 'leader',
+      term: 3,
+      leader: 'n1',
+      vote: 'n1',
+      commit: 10,
+      applied: 10,
+      lastIndex: 10,
+      voters: ['n1'],
+      learners: [],
+      progress: {},
+      sessions: 0,
+      pid: 1,
+      startedAt: 0,
+    }),
+    now: () => now,
+    batchMs: 10 ** 9, // the test flushes by hand
+    ...opts,
+  });
+  root = createActor(counter, { inspect: inspector.observe });
+  root.start();
+  return {
+    inspector,
+    actor: root,
+    published,
+    raw,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+test('sanitize: no values, secrets or bytes; class instances named; arrays and depth bounded', (t) => {
+  class Conn {
+    secret = 'x';
+  }
+  const out = sanitize({
+    term: 3,
+    leader: 'n2',
+    value: 'user data',
+    password: 'p',
+    secret: 's',
+    entries: Array.from({ length: 20 }, (_, i) => ({ index: i, data: new Uint8Array(4) })),
+    raw: new Uint8Array(100),
+    conn: new Conn(),
+    fn: () => 1,
+    deep: { a: { b: { c: { d: { e: 1 } } } } },
+    big: 10n,
+    inf: Number.POSITIVE_INFINITY,
+    long: 'y'.repeat(1000),
+  }) as Record<string, unknown>;
+  t.is(out.term, 3);
+  t.is(out.leader, 'n2');
+  t.is(out.value, '[redacted]');
+  t.is(out.password, '[redacted]');
+  t.is(out.secret, '[redacted]');
+  const entries = out.entries as unknown[];
+  t.is(entries.length, 9);
+  t.deepEqual(entries[0], { index: 0, data: '[redacted]' });
+  t.is(entries[8], '… 12 more');
+  t.is(out.raw, '[100 bytes]');
+  t.is(out.conn, '[Conn]');
+  t.false('fn' in out);
+  t.deepEqual(out.deep, { a: { b: { c: '[…]' } } });
+  t.is(out.big, '10');
+  t.is(out.inf, 'Infinity');
+  t.true((out.long as string).length < 200);
+  t.notThrows(() => JSON.stringify(out));
+});
+
+test('definitionOf: the machine config as JSON, with its states', (t) => {
+  const def = JSON.parse(definitionOf(counter) ?? 'null') as { id: string; states: Record<string, unknown> };
+  t.is(def.id, 'counter');
+  t.deepEqual(Object.keys(def.states), ['low', 'high']);
+  t.is(definitionOf({}), undefined);
+});
+
+test('off: nothing is kept or published; on: the first batch names every actor, then events', (t) => {
+  const r = rig();
+  r.actor.send({ type: 'inc', value: 'v' });
+  r.inspector.flush();
+  t.is(r.published.length, 0);
+  t.false(r.inspector.isOn);
+
+  r.inspector.control({ on: true, leaseMs: 5000 });
+  r.actor.send({ type: 'inc', value: 'user data' });
+  r.inspector.flush();
+  t.is(r.published.length, 1);
+  const b = r.published[0] as InspectBatch;
+  t.like(b, { v: 1, cluster: 'unit', node: 'n1', seq: 1, dropped: 0 });
+  t.is(b.status.term, 3);
+  t.is(b.events[0]?.type, '@xstate.actor');
+  t.is(b.events[0]?.name, 'counter');
+  t.true(b.events[0]?.sessionId.startsWith('n1:'));
+  t.deepEqual(b.events[0]?.snapshot?.value, 'low', 'the actor as it is at the batch');
+  const ev = b.events.find((e) => e.type === '@xstate.event');
+  t.deepEqual(ev?.event, { type: 'inc', value: '[redacted]' });
+  const snap = b.events.find((e) => e.type === '@xstate.snapshot');
+  t.is(snap?.snapshot?.value, 'low');
+  t.deepEqual(snap?.snapshot?.context, { n: 2, password: '[redacted]', data: '[redacted]' });
+  t.false(r.raw.join('').includes('hunter2'));
+  t.false(r.raw.join('').includes('user data'));
+});
+
+test('rate limit: events past the rate are counted, and the dropped snapshot comes coalesced', (t) => {
+  const r = rig({ rate: 10, on: true });
+  r.inspector.flush(); // the resync batch (and start-up's events)
+  r.advance(1000); // a full bucket
+  for (let i = 0; i < 100; i++) r.actor.send({ type: 'inc', value: 'v' });
+  r.inspector.flush();
+  const b = r.published.at(-1) as InspectBatch;
+  const kept = b.events.filter((e) => e.type !== '@xstate.actor');
+  // 100 sends make 200 events (event + snapshot); a bucket of 10 lets 10 through.
+  t.is(b.dropped, 190);
+  t.is(kept.length, 10 + 1, 'ten within the rate, and the coalesced snapshot');
+  const last = kept.at(-1);
+  t.is(last?.type, '@xstate.snapshot');
+  t.deepEqual(last?.event, { type: '@ensemble.coalesced' });
+  t.deepEqual(last?.snapshot?.context, { n: 100, password: '[redacted]', data: '[redacted]' });
+  t.is(r.inspector.stats.dropped, 190);
+
+  // The bucket refills with time.
+  r.advance(1000);
+  for (let i = 0; i < 5; i++) r.actor.send({ type: 'inc', value: 'v' });
+  r.inspector.flush();
+  t.is((r.published.at(-1) as InspectBatch).dropped, 0);
+});
+
+test('a lease runs out; --inspect stays on; off clears; resync on request', (t) => {
+  const r = rig();
+  r.inspector.control({ on: true, leaseMs: 1000 });
+  r.inspector.flush();
+  t.is(r.published.length, 1);
+  r.advance(1001);
+  r.inspector.flush();
+  t.is(r.published.length, 1, 'no batch past the lease');
+  t.false(r.inspector.isOn);
+
+  const always = rig({ on: true });
+  always.advance(10 ** 7);
+  always.inspector.flush();
+  t.is(always.published.length, 1);
+  const renewed = always.inspector.control({ on: true, leaseMs: 1000, resync: true });
+  t.is(renewed.until, null, 'a lease does not shorten --inspect');
+  always.inspector.flush();
+  t.is(always.published.at(-1)?.events[0]?.type, '@xstate.actor', 'resync sends the actors again');
+  t.false(always.inspector.control({ on: false }).on);
+  always.inspector.flush();
+  t.is(always.published.length, 2);
+});
+
+test('parseControl: typed errors for bad bodies', (t) => {
+  t.deepEqual(parseControl({ on: true, leaseMs: 500, rate: 50, resync: true }), {
+    on: true,
+    leaseMs: 500,
+    rate: 50,
+    resync: true,
+  });
+  for (const bad of [
+    null,
+    [],
+    'on',
+    { on: 1 },
+    { on: true, leaseMs: 1.5 },
+    { on: true, rate: -1 },
+    { on: true, zz: 1 },
+  ]) {
+    const e = t.throws(() => parseControl(bad));
+    t.true(e instanceof EnsembleError && e.code === 'BAD_REQUEST', JSON.stringify(bad));
+  }
+});
