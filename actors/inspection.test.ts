@@ -65,7 +65,8 @@ function rig(opts: { rate?: number; on?: boolean } = {}) {
     batchMs: 10 ** 9, // the test flushes by hand
     ...opts,
   });
-  root = createActor(counter, { inspect: inspector.observe });
+  root = createActor(counter);
+  inspector.attach(root.system);
   root.start();
   return {
     inspector,

@@ -3,8 +3,10 @@
  * events of every actor of the node, sanitized, rate-limited and batched onto
  * `P.inspect.<node>`, with the node's status in every batch.
  *
- * Off by default. The observer is always installed on the node's actor system (so inspection
- * can be switched on at run time), and while off it returns at its first check. While on, an
+ * Off by default, and then free: the inspector subscribes to the node's actor system
+ * (`system.inspect`) only while inspection is on, so XState builds no inspection event while it
+ * is off (watcher actors, each a system of its own, are inspected when they start while
+ * inspection is on). While on, an
  * event costs a token of a bucket refilled at `rate` per second; without a token it is counted
  * as dropped, and an actor whose snapshot was dropped has its current snapshot sent in the next
  * batch instead, so what an inspector shows is never stale, only less detailed.
@@ -51,6 +53,11 @@ export function definitionOf(logic: unknown): string | undefined {
   }
 }
 
+/** What the inspector needs of an XState actor system. */
+export interface InspectableSystem {
+  inspect(observer: (event: InspectionEvent) => void): { unsubscribe(): void };
+}
+
 export interface NodeInspectorOptions {
   readonly nc: Pick<NatsConnection, 'publish'>;
   readonly subjects: Subjects;
@@ -87,6 +94,8 @@ export class NodeInspector {
   private readonly stale = new Map<string, AnyActorRef>();
   private resyncWanted = false;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private system: InspectableSystem | null = null;
+  private subscription: { unsubscribe(): void } | null = null;
   private seq = 0;
   private readonly definitions = new WeakMap<object, string | undefined>();
   private readonly now: () => number;
@@ -130,6 +139,15 @@ export class NodeInspector {
     return { node: this.opts.self, on: this.on, until: this.until, rate: this.rate, subject: this.subject };
   }
 
+  /**
+   * The actor system to observe: subscribed to (`system.inspect`) while inspection is on, so
+   * XState builds no inspection event at all while it is off.
+   */
+  attach(system: InspectableSystem): void {
+    this.system = system;
+    if (this.on) this.subscription ??= system.inspect(this.observe);
+  }
+
   /** Stops the batch timer (the node is stopping). */
   close(): void {
     this.switchOff();
@@ -144,6 +162,7 @@ export class NodeInspector {
     this.tokens = this.rate;
     this.refilledAt = this.now();
     this.opts.log?.(`inspection on${until === null ? '' : ` for ${until - this.now()} ms`}`);
+    if (this.system) this.subscription ??= this.system.inspect(this.observe);
     this.timer = setInterval(() => this.flush(), this.opts.batchMs ?? INSPECT_BATCH_MS);
     this.timer.unref?.();
   }
@@ -152,6 +171,8 @@ export class NodeInspector {
     if (!this.on) return;
     this.on = false;
     this.until = null;
+    this.subscription?.unsubscribe();
+    this.subscription = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.events = [];

@@ -248,19 +248,17 @@ export class EnsembleNode {
       log: (line) => this.log(line),
     });
     this.inspector = inspector;
-    const inspect = external
-      ? (ev: InspectionEvent) => {
-          inspector.observe(ev);
-          external(ev);
-        }
-      : inspector.observe;
+    const both = (ev: InspectionEvent) => {
+      inspector.observe(ev);
+      external?.(ev);
+    };
     const watches = new WatchHub({
       nc,
       subjects,
       self: config.id,
       tree,
       ...config.watch,
-      inspect,
+      inspect: () => (inspector.isOn ? both : (external as ((ev: InspectionEvent) => void) | undefined)),
     });
     // The one executor of the machine's effects, over RocksDB (promises adapted to callbacks).
     const executor = new Executor(
@@ -361,8 +359,11 @@ export class EnsembleNode {
 
     this.actor = createActor(superviseNode(createRaftMachine({ log })), {
       input: this.parts,
-      inspect,
+      ...(external ? { inspect: external } : {}),
     });
+    // The inspector subscribes to the actor system while inspection is on: no inspection events
+    // are even built while it is off.
+    inspector.attach(this.actor.system);
     this.actor.subscribe({
       next: (s) => {
         if (s.status !== 'done') return;

@@ -72,8 +72,9 @@ export interface WatchHubOptions {
   readonly maxMessageBytes?: number;
   /** The longest a pump runs before it yields to the event loop. */
   readonly sliceMs?: number;
-  /** Watcher actors report to the node's inspector too. */
-  readonly inspect?: (event: InspectionEvent) => void;
+  /** The inspection observer for a new watcher actor, if inspection is on when it starts (a
+   * watcher started while it was off is not inspected: no cost per event when off). */
+  readonly inspect?: () => ((event: InspectionEvent) => void) | undefined;
 }
 
 interface Group {
@@ -244,9 +245,10 @@ export class WatchHub {
           ? { prefix: req.prefix }
           : { subtree: req.subtree! };
     const token = groupToken(filter, req.prevValue === true);
+    const inspect = this.opts.inspect?.();
     const actor = createActor(watcherMachine, {
       input: { key, start: from, maxBehind: this.opts.maxBehind ?? 100_000 },
-      ...(this.opts.inspect ? { inspect: this.opts.inspect } : {}),
+      ...(inspect ? { inspect } : {}),
     });
     const w: Watcher = {
       key,
