@@ -94,6 +94,8 @@ export interface NodeConfig {
   readonly inspect?: boolean;
   /** Inspection events per second at most (default `INSPECT_DEFAULT_RATE`). */
   readonly inspectRate?: number;
+  /** How long the key tree gathers applied changes before writing them (storage/tree/rocks.ts). */
+  readonly treeWriteDelayMs?: number;
 }
 
 export const defaultTickMs = 50;
@@ -148,7 +150,10 @@ export class EnsembleNode {
 
   /** Opens storage, connects to NATS and starts every actor. */
   static async start(config: NodeConfig, inspect?: (ev: unknown) => void): Promise<EnsembleNode> {
-    const storage = await openStorage(config.dataDir);
+    const storage = await openStorage(
+      config.dataDir,
+      config.treeWriteDelayMs !== undefined ? { writeDelayMs: config.treeWriteDelayMs } : {},
+    );
     const node = new EnsembleNode(config, storage);
     try {
       await node.boot(inspect);

@@ -202,6 +202,7 @@ program
   .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (admin only)', false)
   .option('--inspect', 'publish inspection batches from the start (ensemble inspect shows them)', false)
   .option('--inspect-rate <n>', 'inspection events per second at most (default 400)')
+  .option('--tree-write-delay-ms <ms>', 'gather applied changes this long before writing them to the key tree')
   .option('--quota-backend-bytes <n>', 'bytes the key tree may hold, history included (default 2 GiB)')
   .option('--max-sessions-per-user <n>', 'open sessions one NATS user may have (default 10000)')
   .option('--max-keys-per-session <n>', 'ephemeral keys one session may own (default 10000)')

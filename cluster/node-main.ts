@@ -49,6 +49,7 @@ export interface NodeArgs {
   /** Publish inspection batches from the start. */
   inspect?: boolean;
   inspectRate?: string | number;
+  treeWriteDelayMs?: string | number;
 }
 
 export async function runNode(a: NodeArgs): Promise<void> {
@@ -64,6 +65,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
   if (snapshotThreshold !== undefined) raft.snapshotThreshold = snapshotThreshold;
   const tickMs = wholeArg('--tick-ms', a.tickMs, 1);
   const inspectRate = wholeArg('--inspect-rate', a.inspectRate, 1);
+  const treeWriteDelayMs = wholeArg('--tree-write-delay-ms', a.treeWriteDelayMs, 0);
   const httpPort = wholeArg('--http-port', a.httpPort, 0);
   if (httpPort !== undefined && httpPort > 65535) throw new TypeError('--http-port takes 0 to 65535');
   const servers = (a.nats ?? 'nats://127.0.0.1:4222').split(',');
@@ -103,6 +105,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
     chaos: Boolean(a.chaos),
     inspect: Boolean(a.inspect),
     ...(inspectRate !== undefined ? { inspectRate } : {}),
+    ...(treeWriteDelayMs !== undefined ? { treeWriteDelayMs } : {}),
   });
   const metrics = await serveMetrics(node, httpPort ?? 0);
   log(

@@ -98,7 +98,19 @@ const range = (tag: number) => ({ gte: Buffer.from([tag]), lt: Buffer.from([tag 
 
 export interface RocksTreeOptions {
   readonly limits?: Partial<ApiLimits>;
+  /**
+   * Gather applied changes this long before writing them (unsynced), default
+   * `DEFAULT_TREE_WRITE_DELAY_MS`; 0 writes each as soon as the previous write is done. Fewer,
+   * larger writes cost less CPU, and fewer of the log's fsyncs find the tree's WAL data to flush
+   * with them (ext4 data=ordered commits every file's dirty data of the transaction). Nothing
+   * acknowledged depends on these writes: after a crash, applies replay from the synced log.
+   */
+  readonly writeDelayMs?: number;
 }
+
+export const DEFAULT_TREE_WRITE_DELAY_MS = 0;
+/** A gathered batch this large is written at once, whatever the delay. */
+const MAX_GATHERED = 20_000;
 
 export class RocksTree extends BaseTree {
   private batch: ChainedBatch | null = null;
@@ -108,6 +120,9 @@ export class RocksTree extends BaseTree {
   private lastMeta: TreeMeta;
   private pendingCompact: number | null = null;
   private garbage: Promise<void> = Promise.resolve();
+  private gathered = 0;
+  private delayTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly writeDelayMs: number;
 
   private constructor(
     readonly dir: string,
@@ -118,6 +133,7 @@ export class RocksTree extends BaseTree {
   ) {
     super(data, options.limits);
     this.lastMeta = metaOf(data);
+    this.writeDelayMs = options.writeDelayMs ?? DEFAULT_TREE_WRITE_DELAY_MS;
   }
 
   /**
@@ -201,6 +217,7 @@ export class RocksTree extends BaseTree {
       }
       if (change.compactTo !== null) this.pendingCompact = change.compactTo;
       this.lastMeta = change.meta;
+      this.gathered += change.keys.size + change.events.length + 1;
     } catch (err) {
       const fatal = err instanceof StorageFatalError ? err : storageFatal('tree write', err);
       this.fail(fatal);
@@ -214,6 +231,22 @@ export class RocksTree extends BaseTree {
   /** Writes the pending batch (unsynced) unless a write is in flight or a change is half in. */
   private kick(): void {
     if (this.writing !== null || this.recording || this.batch === null || this.failure) return;
+    if (this.writeDelayMs > 0 && this.gathered < MAX_GATHERED) {
+      this.delayTimer ??= setTimeout(() => {
+        this.delayTimer = null;
+        this.write();
+      }, this.writeDelayMs);
+      return;
+    }
+    this.write();
+  }
+
+  /** Writes the pending batch now (unsynced). */
+  private write(): void {
+    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
+    this.delayTimer = null;
+    if (this.writing !== null || this.recording || this.batch === null || this.failure) return;
+    this.gathered = 0;
     const b = this.batch;
     this.batch = null;
     b.put(META_KEY, encodeMeta(this.lastMeta));
@@ -236,9 +269,12 @@ export class RocksTree extends BaseTree {
   private async drain(sync: boolean): Promise<void> {
     while (this.writing !== null) await this.writing;
     if (this.failure) throw this.failure;
+    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
+    this.delayTimer = null;
     if (this.batch === null && !sync) return;
     const b = this.batch ?? this.db.chained();
     this.batch = null;
+    this.gathered = 0;
     b.put(META_KEY, encodeMeta(this.lastMeta));
     const compactTo = this.pendingCompact;
     this.pendingCompact = null;

@@ -1,10 +1,13 @@
 /**
- * `npm run bench:inspect`: what inspection costs. Starts a 3-node cluster without inspection and
- * one with `--inspect` (every node publishing its batches, an admin subscriber reading them, as
- * `ensemble inspect` does), alternately for `--rounds` rounds, and measures on each: puts/s with
- * 64 in flight, sequential put latency, the nodes' CPU per 1000 puts, and the inspection traffic.
+ * `npm run bench:ab -- --a '<node flags>' --b '<node flags>'`: one lever, A against B. Starts a
+ * 3-node cluster with the nodes' flags of A and one with those of B, alternately for `--rounds`
+ * rounds (ABBA…, so drift of the machine hits both alike), and measures on each: puts/s with 64
+ * in flight, sequential put latency, the nodes' CPU per 1000 puts, and the inspection traffic
+ * (an admin subscriber reads every node's batches, as `ensemble inspect` does). Prints the
+ * medians side by side.
  *
- *   npm run build && npm run bench:inspect -- [--seconds 8] [--rounds 3] [--json]
+ *   npm run build && npm run bench:ab -- --a '' --b '--inspect' [--seconds 8] [--rounds 3] [--json]
+ *   npm run bench:inspect   (the same, A without inspection, B with `--inspect`)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,14 +26,23 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
+    a: { type: 'string', default: '' },
+    b: { type: 'string', default: '--inspect' },
+    'label-a': { type: 'string' },
+    'label-b': { type: 'string' },
   },
 });
+const flagsOf = (s: string) => s.split(/\s+/).filter(Boolean);
+const sides = {
+  a: { flags: flagsOf(args.a), label: args['label-a'] ?? (args.a || 'default') },
+  b: { flags: flagsOf(args.b), label: args['label-b'] ?? (args.b || 'default') },
+};
 const seconds = Number(args.seconds);
 const rounds = Number(args.rounds);
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
 interface Run {
-  readonly inspect: boolean;
+  readonly side: 'a' | 'b';
   readonly putsPerSec: number;
   readonly seqP50: number;
   readonly seqP99: number;
@@ -41,9 +53,9 @@ interface Run {
   readonly droppedPerSec: number;
 }
 
-async function once(inspect: boolean): Promise<Run> {
+async function once(side: 'a' | 'b'): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ensemble-bench-inspect-'));
-  const cluster = await startBenchCluster(dir, 'benchinsp', inspect ? ['--inspect'] : []);
+  const cluster = await startBenchCluster(dir, 'benchab', sides[side].flags);
   try {
     const admin = await connect({
       servers: cluster.url,
@@ -54,7 +66,7 @@ async function once(inspect: boolean): Promise<Run> {
     let bytes = 0;
     let events = 0;
     let dropped = 0;
-    admin.subscribe(subjects({ cluster: 'benchinsp' }).inspectWildcard(), {
+    admin.subscribe(subjects({ cluster: 'benchab' }).inspectWildcard(), {
       callback: (_e, m) => {
         const b = m.json<InspectBatch>();
         batches++;
@@ -82,7 +94,7 @@ async function once(inspect: boolean): Promise<Run> {
     await c.close();
     await admin.close();
     return {
-      inspect,
+      side,
       putsPerSec: loop.rate,
       seqP50: seq.p50,
       seqP99: seq.p99,
@@ -97,11 +109,9 @@ async function once(inspect: boolean): Promise<Run> {
 
 const runs: Run[] = [];
 for (let r = 1; r <= rounds; r++) {
-  for (const inspect of r % 2 === 1 ? [false, true] : [true, false]) {
-    log(
-      `round ${r}/${rounds}: inspection ${inspect ? 'on' : 'off'}, ${seconds} s of puts with 64 in flight…`,
-    );
-    const run = await once(inspect);
+  for (const side of r % 2 === 1 ? (['a', 'b'] as const) : (['b', 'a'] as const)) {
+    log(`round ${r}/${rounds}: ${sides[side].label}, ${seconds} s of puts with 64 in flight…`);
+    const run = await once(side);
     log(
       `  ${run.putsPerSec.toFixed(0)} puts/s, sequential p50 ${run.seqP50.toFixed(2)} ms, ${run.cpuMsPer1kPuts.toFixed(0)} ms CPU per 1000 puts`,
     );
@@ -115,8 +125,8 @@ const median = (xs: number[]) => {
     ? (s[(s.length - 1) / 2] as number)
     : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
 };
-const of = (inspect: boolean, k: keyof Omit<Run, 'inspect'>) =>
-  median(runs.filter((x) => x.inspect === inspect).map((x) => x[k]));
+const of = (side: 'a' | 'b', k: keyof Omit<Run, 'side'>) =>
+  median(runs.filter((x) => x.side === side).map((x) => x[k]));
 const summary = Object.fromEntries(
   (
     [
@@ -129,15 +139,17 @@ const summary = Object.fromEntries(
       'eventsPerSec',
       'droppedPerSec',
     ] as const
-  ).map((k) => [k, { off: of(false, k), on: of(true, k) }]),
+  ).map((k) => [k, { a: of('a', k), b: of('b', k) }]),
 );
-if (args.json) console.log(JSON.stringify({ seconds, rounds, runs, median: summary }, null, 2));
+if (args.json) console.log(JSON.stringify({ seconds, rounds, sides, runs, median: summary }, null, 2));
 else {
-  console.log(`\nInspection overhead: medians of ${rounds} rounds, 3 nodes, 256-byte values\n`);
-  console.log('| figure | inspection off | inspection on | on / off |');
+  console.log(
+    `\nA: ${sides.a.label}; B: ${sides.b.label}. Medians of ${rounds} rounds, 3 nodes, 256-byte values\n`,
+  );
+  console.log(`| figure | A: ${sides.a.label} | B: ${sides.b.label} | B / A |`);
   console.log('|---|---:|---:|---:|');
   const row = (name: string, k: keyof typeof summary, digits = 0) => {
-    const { off, on } = summary[k] as { off: number; on: number };
+    const { a: off, b: on } = summary[k] as { a: number; b: number };
     console.log(
       `| ${name} | ${off.toFixed(digits)} | ${on.toFixed(digits)} | ${off ? (on / off).toFixed(2) : '-'} |`,
     );
