@@ -274,7 +274,7 @@ export class EnsembleNode {
           compact: (snapshot, done) => log.compact(snapshot).then(() => done(null), done),
         },
         tree: {
-          apply: (index, data) => tree.apply(index, data),
+          apply: (index, data) => tree.applyEager(index, data),
           sync: (done) => tree.sync().then(() => done(null), done),
           restore: (data, done) =>
             tree.restore(data as Uint8Array[]).then((info) => {

@@ -8,6 +8,7 @@
  *
  *   npm run build && npm run bench:ab -- --a '' --b '--inspect' [--seconds 8] [--rounds 3] [--json]
  *   npm run bench:inspect   (the same, A without inspection, B with `--inspect`)
+ *   npm run bench:ab -- --a-root ../before --b= …   (A runs the build of another checkout)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,12 +31,14 @@ const { values: args } = parseArgs({
     b: { type: 'string', default: '--inspect' },
     'label-a': { type: 'string' },
     'label-b': { type: 'string' },
+    'a-root': { type: 'string' },
+    'b-root': { type: 'string' },
   },
 });
 const flagsOf = (s: string) => s.split(/\s+/).filter(Boolean);
 const sides = {
-  a: { flags: flagsOf(args.a), label: args['label-a'] ?? (args.a || 'default') },
-  b: { flags: flagsOf(args.b), label: args['label-b'] ?? (args.b || 'default') },
+  a: { flags: flagsOf(args.a), root: args['a-root'], label: args['label-a'] ?? (args.a || 'default') },
+  b: { flags: flagsOf(args.b), root: args['b-root'], label: args['label-b'] ?? (args.b || 'default') },
 };
 const seconds = Number(args.seconds);
 const rounds = Number(args.rounds);
@@ -55,7 +58,7 @@ interface Run {
 
 async function once(side: 'a' | 'b'): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ensemble-bench-inspect-'));
-  const cluster = await startBenchCluster(dir, 'benchab', sides[side].flags);
+  const cluster = await startBenchCluster(dir, 'benchab', sides[side].flags, sides[side].root);
   try {
     const admin = await connect({
       servers: cluster.url,

@@ -47,8 +47,10 @@ export async function startBenchCluster(
   dir: string,
   name = 'bench',
   flags: readonly string[] = [],
+  /** The checkout whose build the nodes run (default this one): A/B of two commits. */
+  root?: string,
 ): Promise<BenchCluster> {
-  const bin = await pinBuild(dir);
+  const bin = await pinBuild(dir, root);
   const nats = await startNatsServer();
   const ids = ['n1', 'n2', 'n3'];
   const logDir = path.join(dir, 'logs');

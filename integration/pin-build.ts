@@ -29,23 +29,26 @@ function wholeBuild(dist: string): boolean {
   return true;
 }
 
-/** Copies the built command into `<dir>/app` (waiting out a build in progress); its bin path. */
-export async function pinBuild(dir: string): Promise<string> {
+/**
+ * Copies the built command of checkout `root` (default this one) into `<dir>/app`, waiting out a
+ * build in progress; its bin path. Its node_modules are this checkout's.
+ */
+export async function pinBuild(dir: string, root = ROOT): Promise<string> {
   const app = path.join(dir, 'app');
   for (let attempt = 0; ; attempt++) {
     rmSync(app, { recursive: true, force: true });
     mkdirSync(app, { recursive: true });
     try {
-      cpSync(path.join(ROOT, 'bin'), path.join(app, 'bin'), { recursive: true });
-      cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
+      cpSync(path.join(root, 'bin'), path.join(app, 'bin'), { recursive: true });
+      cpSync(path.join(root, 'dist'), path.join(app, 'dist'), { recursive: true });
       if (wholeBuild(path.join(app, 'dist'))) break;
     } catch {
       // dist/ deleted or rewritten under us: a build is running
     }
-    if (attempt >= 100) throw new Error(`no whole build in ${path.join(ROOT, 'dist')}: run npm run build`);
+    if (attempt >= 100) throw new Error(`no whole build in ${path.join(root, 'dist')}: run npm run build`);
     await new Promise((r) => setTimeout(r, 300));
   }
-  copyFileSync(path.join(ROOT, 'package.json'), path.join(app, 'package.json')); // "type": "module"
+  copyFileSync(path.join(root, 'package.json'), path.join(app, 'package.json')); // "type": "module"
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(app, 'node_modules'), 'dir');
   return path.join(app, 'bin', 'ensemble.mjs');
 }

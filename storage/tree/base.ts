@@ -285,14 +285,21 @@ export abstract class BaseTree implements KeyTree {
 
   /** Runs `fn` after everything queued before it. */
   protected serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    this.queued++;
     const run = this.tail.then(() => {
       if (this.failure) throw this.failure;
       if (this.closed) throw new StorageFatalError('key tree is closed');
       return fn();
     });
-    this.tail = run.catch(() => {});
+    this.tail = run.then(this.dequeue, this.dequeue);
     return run;
   }
+
+  /** Operations queued by `serial` (or an eager apply) that have not settled. */
+  private queued = 0;
+  private readonly dequeue = (): void => {
+    this.queued--;
+  };
 
   /** Marks the tree failed: every later call rejects with the error (the node must stop). */
   protected fail(err: StorageFatalError): void {
@@ -300,10 +307,38 @@ export abstract class BaseTree implements KeyTree {
   }
 
   apply(index: number, command: unknown): Promise<ApplyOutcome | null> {
+    return this.applyQueued(index, command);
+  }
+
+  private applyQueued(index: number, command: unknown): Promise<ApplyOutcome | null> {
     if (!Number.isSafeInteger(index) || index < 1) {
       return Promise.reject(new TypeError(`log index must be a positive safe integer, got ${index}`));
     }
     return this.serial(() => (index <= this.data.appliedIndex ? null : this.applyOne(index, command, false)));
+  }
+
+  /**
+   * `apply`, without a turn of the event loop when it can: with nothing queued before it, a
+   * command that is not long and a medium that records it synchronously, the outcome comes back
+   * at once; otherwise a promise, and later operations wait for it as for `apply`. The node's
+   * applier uses it so a batch of committed entries is applied, and answered, in one go (one
+   * socket write for all the answers instead of one per entry).
+   */
+  applyEager(index: number, command: unknown): ApplyOutcome | null | Promise<ApplyOutcome | null> {
+    if (this.queued > 0 || this.failure || this.closed) return this.applyQueued(index, command);
+    if (!Number.isSafeInteger(index) || index < 1) return this.applyQueued(index, command);
+    if (index <= this.data.appliedIndex) return null;
+    let out: ApplyOutcome | Promise<ApplyOutcome>;
+    try {
+      out = this.applyOne(index, command, false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (out instanceof Promise) {
+      this.queued++;
+      this.tail = out.then(this.dequeue, this.dequeue);
+    }
+    return out;
   }
 
   /**

@@ -21,6 +21,52 @@ treeConformance<RocksTree>(test, 'RocksTree', {
   },
 });
 
+// The node's way: eager applies (an outcome at once when nothing is queued and the change is
+// small) and writes gathered for a few ms; every conformance case must hold the same.
+const eager = async (t: import('ava').ExecutionContext, dir: string) => {
+  const tree = await RocksTree.open(dir, { writeDelayMs: 5 });
+  t.teardown(() => tree.close());
+  tree.apply = (index, command) => Promise.resolve(tree.applyEager(index, command));
+  return tree;
+};
+treeConformance<RocksTree>(test, 'RocksTree (eager applies, gathered writes)', {
+  open: async (t) => eager(t, await tempDir(t)),
+  restart: async (t, tree) => {
+    await tree.close();
+    return eager(t, tree.dir);
+  },
+});
+
+test('RocksTree: applyEager answers at once when nothing is queued; later operations wait for a slow one', async (t) => {
+  const dir = await tempDir(t);
+  const tree = await RocksTree.open(dir, { writeDelayMs: 50 });
+  const put = (i: number) => ({ op: 'put', key: `/e/${i}`, value: bytes(`${i}`) });
+  const first = tree.applyEager(1, put(1));
+  t.false(first instanceof Promise, 'a small put comes back at once');
+  t.like(first, { ok: true, revision: 1 });
+  t.is(tree.applyEager(1, put(1)), null, 'an index applied before');
+  // A queued operation first: the eager apply waits its turn.
+  const queued = tree.apply(2, put(2));
+  const after = tree.applyEager(3, put(3));
+  t.true(after instanceof Promise);
+  t.like(await queued, { ok: true, revision: 2 });
+  t.like(await after, { ok: true, revision: 3 });
+  // A long command (a subtree delete) goes through a promise, and what follows waits for it.
+  for (let i = 4; i < 40; i++) t.false(tree.applyEager(i, put(i)) instanceof Promise);
+  const long = tree.applyEager(40, { op: 'delete', key: '/e', subtree: true });
+  const next = tree.apply(41, put(41));
+  t.true(long instanceof Promise);
+  t.like(await long, { ok: true });
+  t.like(await next, { ok: true });
+  t.is(Buffer.from(tree.get('/e/41')?.value ?? []).toString(), '41');
+  t.is(tree.get('/e/5'), null);
+  // Gathered writes reach the files at close.
+  await tree.close();
+  const again = await opened(t, dir);
+  t.is(again.appliedIndex, 41);
+  t.is(Buffer.from(again.get('/e/41')?.value ?? []).toString(), '41');
+});
+
 test('RocksTree: applies survive a close without sync (unsynced writes reach the files)', async (t) => {
   const dir = await tempDir(t);
   const d = new Driver(await RocksTree.open(dir));

@@ -179,45 +179,34 @@ export class RocksTree extends BaseTree {
     }
   }
 
-  protected async record(change: Change): Promise<void> {
+  /** Puts a change into the pending batch: at once when small, else yielding every `SLICE`. */
+  protected record(change: Change): void | Promise<void> {
     if (this.failure) throw this.failure;
+    const size =
+      change.keys.size +
+      change.events.length +
+      change.sessions.length +
+      change.results.length +
+      change.counters.length +
+      change.creators.length +
+      change.grants.length;
+    if (size >= SLICE) return this.recordSliced(change);
+    try {
+      const puts = this.puts(change);
+      while (!puts.next().done) {}
+    } catch (err) {
+      const fatal = err instanceof StorageFatalError ? err : storageFatal('tree write', err);
+      this.fail(fatal);
+      throw fatal;
+    }
+    this.kick();
+  }
+
+  private async recordSliced(change: Change): Promise<void> {
     this.recording = true;
     try {
-      const b = (this.batch ??= this.db.chained());
       let n = 0;
-      const slice = async () => {
-        if (++n % SLICE === 0) await yieldToEventLoop();
-      };
-      for (const [key, kv] of change.keys) {
-        if (kv === null) b.del(keyKey(key));
-        else b.put(keyKey(key), encodeRecord(kvFields(kv)));
-        await slice();
-      }
-      for (let i = 0; i < change.events.length; i++) {
-        const e = change.events[i]!;
-        b.put(eventKey(e.revision, i), encodeRecord(eventFields(e)));
-        await slice();
-      }
-      for (const [id, s] of change.sessions) {
-        if (s === null) b.del(sessionKey(id));
-        else b.put(sessionKey(id), encodeRecord(sessionFields(s)));
-      }
-      for (const [id, seq, o] of change.results) {
-        if (o === null) b.del(resultKey(id, seq));
-        else b.put(resultKey(id, seq), encodeRecord(outcomeFields(seq, o)));
-      }
-      for (const [parent, next] of change.counters) b.put(counterKey(parent), encodeRecord(next));
-      for (const [key, user] of change.creators) {
-        if (user === null) b.del(creatorKey(key));
-        else b.put(creatorKey(key), encodeRecord(user));
-      }
-      for (const [user, prefix, perm] of change.grants) {
-        if (perm === null) b.del(grantKey(user, prefix));
-        else b.put(grantKey(user, prefix), encodeRecord(permFields(perm)));
-      }
-      if (change.compactTo !== null) this.pendingCompact = change.compactTo;
-      this.lastMeta = change.meta;
-      this.gathered += change.keys.size + change.events.length + 1;
+      for (const _ of this.puts(change)) if (++n % SLICE === 0) await yieldToEventLoop();
     } catch (err) {
       const fatal = err instanceof StorageFatalError ? err : storageFatal('tree write', err);
       this.fail(fatal);
@@ -226,6 +215,46 @@ export class RocksTree extends BaseTree {
       this.recording = false;
     }
     this.kick();
+  }
+
+  /** Puts one change into the pending batch, yielding after each key and event record. */
+  private *puts(change: Change): Generator<void> {
+    const b = (this.batch ??= this.db.chained());
+    for (const [key, kv] of change.keys) {
+      if (kv === null) b.del(keyKey(key));
+      else b.put(keyKey(key), encodeRecord(kvFields(kv)));
+      yield;
+    }
+    for (let i = 0; i < change.events.length; i++) {
+      const e = change.events[i]!;
+      b.put(eventKey(e.revision, i), encodeRecord(eventFields(e)));
+      yield;
+    }
+    this.putRest(change, b);
+  }
+
+  /** Sessions, answers, counters, creators, grants, compaction and meta of one change. */
+  private putRest(change: Change, b: ChainedBatch): void {
+    for (const [id, s] of change.sessions) {
+      if (s === null) b.del(sessionKey(id));
+      else b.put(sessionKey(id), encodeRecord(sessionFields(s)));
+    }
+    for (const [id, seq, o] of change.results) {
+      if (o === null) b.del(resultKey(id, seq));
+      else b.put(resultKey(id, seq), encodeRecord(outcomeFields(seq, o)));
+    }
+    for (const [parent, next] of change.counters) b.put(counterKey(parent), encodeRecord(next));
+    for (const [key, user] of change.creators) {
+      if (user === null) b.del(creatorKey(key));
+      else b.put(creatorKey(key), encodeRecord(user));
+    }
+    for (const [user, prefix, perm] of change.grants) {
+      if (perm === null) b.del(grantKey(user, prefix));
+      else b.put(grantKey(user, prefix), encodeRecord(permFields(perm)));
+    }
+    if (change.compactTo !== null) this.pendingCompact = change.compactTo;
+    this.lastMeta = change.meta;
+    this.gathered += change.keys.size + change.events.length + 1;
   }
 
   /** Writes the pending batch (unsynced) unless a write is in flight or a change is half in. */
