@@ -16,3 +16,4 @@ export type { ApplierPorts, StateMachine } from './applier.ts';
 export { Executor, type ExecutorPorts, type LogPort } from './executor.ts';
 export { defaultRaftOptions, defaultTickMs, EnsembleNode, type NodeConfig } from './node.ts';
 export { type AgesPeers, type AgesQuestion, SessionKeeper, type SessionKeeperOptions } from './sessions.ts';
+export { nodeMachine } from './supervisor.ts';

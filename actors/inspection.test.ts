@@ -5,10 +5,8 @@
  */
 import test from 'ava';
 import { assign, createActor, setup } from 'xstate';
-import { EnsembleError } from '../protocol/errors.ts';
-import { subjects } from '../protocol/index.ts';
-import type { InspectBatch } from '../protocol/inspection.ts';
-import { sanitize } from '../protocol/inspection.ts';
+import { createRaftMachine, MemoryLog } from '../machines/raft/index.ts';
+import { EnsembleError, type InspectBatch, sanitize, subjects } from '../protocol/index.ts';
 import { definitionOf, NodeInspector, parseControl } from './inspection.ts';
 
 const S = subjects({ cluster: 'unit' });
@@ -217,4 +215,21 @@ test('parseControl: typed errors for bad bodies', (t) => {
     const e = t.throws(() => parseControl(bad));
     t.true(e instanceof EnsembleError && e.code === 'BAD_REQUEST', JSON.stringify(bad));
   }
+});
+
+test('definitionOf: an object shared by two transitions is written at both; a true cycle is cut', (t) => {
+  const shared = { actions: 'count' };
+  const config: Record<string, unknown> = {
+    id: 'm',
+    states: { a: { on: { x: shared, y: shared } } },
+  };
+  config.self = config;
+  const def = JSON.parse(definitionOf({ config }) ?? 'null') as {
+    states: { a: { on: Record<string, unknown> } };
+    self: unknown;
+  };
+  t.deepEqual(def.states.a.on, { x: { actions: 'count' }, y: { actions: 'count' } });
+  t.is(def.self, '[circular]');
+  const raft = definitionOf(createRaftMachine({ log: new MemoryLog({ index: 0, term: 0, config: { voters: [], learners: [] } }) })) ?? '';
+  t.false(raft.includes('[circular]'), 'the raft machine has shared parts, no cycles');
 });

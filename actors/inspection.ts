@@ -14,8 +14,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 import { currentConfig, type RaftReader } from '../machines/raft/index.ts';
-import { BadRequestError, type Subjects } from '../protocol/index.ts';
 import {
+  BadRequestError,
   INSPECT_BATCH_MS,
   INSPECT_DEFAULT_RATE,
   INSPECT_MAX_LEASE_MS,
@@ -25,8 +25,9 @@ import {
   type InspectControlReply,
   type InspectEvent,
   type InspectStatus,
+  type Subjects,
   sanitize,
-} from '../protocol/inspection.ts';
+} from '../protocol/index.ts';
 
 /** The `_version` field Stately's tooling expects on every event. */
 const STATELY_VERSION = '1.0.0';
@@ -36,18 +37,27 @@ const STATELY_VERSION = '1.0.0';
 export function definitionOf(logic: unknown): string | undefined {
   const config = (logic as { config?: unknown } | null)?.config;
   if (typeof config !== 'object' || config === null) return undefined;
-  const seen = new WeakSet<object>();
+  // Objects on the path from the root: a cycle is cut there; an object merely shared by two
+  // transitions (a common action list) is written out at both.
+  const path = new Set<object>();
+  const plain = (k: string, x: unknown): unknown => {
+    // The initial context may hold anything a context holds: sanitized like one.
+    if (k === 'context' && typeof x === 'object' && x !== null) return sanitize(x);
+    if (typeof x === 'function') return { type: x.name || 'anonymous' };
+    if (typeof x !== 'object' || x === null) return x;
+    if (path.has(x)) return '[circular]';
+    path.add(x);
+    try {
+      if (Array.isArray(x)) return x.map((v, i) => plain(String(i), v));
+      const out: Record<string, unknown> = {};
+      for (const [key, v] of Object.entries(x)) out[key] = plain(key, v);
+      return out;
+    } finally {
+      path.delete(x);
+    }
+  };
   try {
-    return JSON.stringify(config, (k, x: unknown) => {
-      // The initial context may hold anything a context holds: sanitized like one.
-      if (k === 'context' && typeof x === 'object' && x !== null) return sanitize(x);
-      if (typeof x === 'function') return { type: x.name || 'anonymous' };
-      if (typeof x === 'object' && x !== null) {
-        if (seen.has(x)) return '[circular]';
-        seen.add(x);
-      }
-      return x;
-    });
+    return JSON.stringify(plain('', config));
   } catch {
     return undefined;
   }

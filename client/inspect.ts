@@ -6,7 +6,7 @@
  * is (protocol/inspection.ts): the session secret and any value never leave the process.
  */
 import type { AnyActorRef, InspectionEvent, Observer } from 'xstate';
-import { sanitize } from '../protocol/inspection.ts';
+import { sanitize } from '../protocol/index.ts';
 
 /** An XState inspection observer: a function or an observer object. */
 export type InspectObserver = Observer<InspectionEvent> | ((event: InspectionEvent) => void);

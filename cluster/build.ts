@@ -8,9 +8,12 @@
  *   file. Every runtime dependency in package.json stays an import; what is not one (a
  *   development-only library such as `@nats-io/services`, a prerelease that would pull in a second,
  *   prerelease `@nats-io/nats-core`) is bundled.
+ * - the inspector page (`ensemble inspect`): `cluster/inspect/page/app.ts` bundled for the
+ *   browser with everything it uses (elkjs included: the page works offline) into
+ *   `dist/inspect/app.js`, beside its `index.html` and `style.css`.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,4 +63,21 @@ await step('ensemble command (esbuild → dist/cli.js)', async () => {
     },
     logLevel: 'warning',
   });
+});
+
+await step('inspector page (esbuild → dist/inspect/)', async () => {
+  const page = path.join(root, 'cluster', 'inspect', 'page');
+  const out = path.join(root, 'dist', 'inspect');
+  mkdirSync(out, { recursive: true });
+  await build({
+    entryPoints: [path.join(page, 'app.ts')],
+    outfile: path.join(out, 'app.js'),
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    minify: true, // no source map: elkjs's would add 3 MB to the package
+    logLevel: 'warning',
+  });
+  for (const f of ['index.html', 'style.css']) copyFileSync(path.join(page, f), path.join(out, f));
 });

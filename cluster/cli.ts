@@ -5,6 +5,7 @@
  *   ensemble node --id n1 --data ./data/n1 --nats nats://127.0.0.1:4222 --initial-cluster n1,n2,n3
  *   ensemble get|put|del|ls|range|txn|status|members|transfer …   client commands
  *   ensemble lock|elect|services …                 recipes (cli-recipes.ts)
+ *   ensemble inspect [--port 4280] [--open]          the cluster's machines live in a browser
  *
  * Client commands print for a person by default and one JSON document with `--json`. Options
  * also come from the environment: ENSEMBLE_NATS, ENSEMBLE_CLUSTER, ENSEMBLE_USER,
@@ -202,7 +203,10 @@ program
   .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (admin only)', false)
   .option('--inspect', 'publish inspection batches from the start (ensemble inspect shows them)', false)
   .option('--inspect-rate <n>', 'inspection events per second at most (default 400)')
-  .option('--tree-write-delay-ms <ms>', 'gather applied changes this long before writing them to the key tree')
+  .option(
+    '--tree-write-delay-ms <ms>',
+    'gather applied changes this long before writing them to the key tree',
+  )
   .option('--quota-backend-bytes <n>', 'bytes the key tree may hold, history included (default 2 GiB)')
   .option('--max-sessions-per-user <n>', 'open sessions one NATS user may have (default 10000)')
   .option('--max-keys-per-session <n>', 'ephemeral keys one session may own (default 10000)')
@@ -238,6 +242,12 @@ program
   .option('--nats-cluster', 'run 3 NATS servers joined by routes (no single point of failure)', false)
   .option('--chaos', 'start the nodes with --chaos (ensemble admin stop-actor)', false)
   .option('--tls', 'TLS on NATS for clients and routes, with a local CA made in <data>/tls', false)
+  .option(
+    '--inspect',
+    'start the nodes with --inspect and serve the inspector page (ensemble inspect)',
+    false,
+  )
+  .option('--inspect-port <port>', 'port of the inspector page (default 4280, else any free one)')
   .option('--json', 'print where everything is as JSON')
   .action((o) => import('./up.ts').then(({ runUp }) => runUp(o)).catch(fail));
 
@@ -538,6 +548,39 @@ connectionOptions(
     await nc.close();
   }
 });
+
+connectionOptions(
+  program
+    .command('inspect')
+    .description(
+      "watch every node's machines live in a browser, as statecharts: serves a page on 127.0.0.1 and keeps every member's inspection stream on until Ctrl-C",
+    ),
+  'admin',
+)
+  .option('--port <port>', 'port of the page (default 4280, else any free one; 0: any)')
+  .option('--open', 'open the page in a browser')
+  .option('--no-open', 'only print the URL (the default)')
+  .option(
+    '--stately <url>',
+    "also forward every event to a Stately relay (@statelyai/inspect/server's createInspectorServer), e.g. ws://127.0.0.1:8080",
+  )
+  .action((o) =>
+    import('./inspect/run.ts')
+      .then(({ runInspect }) =>
+        runInspect({
+          servers: String(o.nats).split(','),
+          cluster: o.cluster,
+          user: o.user,
+          pass: passwordOf(o),
+          tls: tlsOf(o),
+          port: o.port === undefined ? undefined : wholeArg('--port', o.port, 0),
+          stately: o.stately,
+          open: o.open === true,
+          json: Boolean(o.json),
+        }),
+      )
+      .catch(fail),
+  );
 
 connectionOptions(
   program

@@ -3,13 +3,17 @@
  * missing and running as root on Debian, saying so; otherwise explaining how), starts it with
  * nats.conf (or 3 servers joined by routes), starts the node processes with data under
  * `./data`, waits for a leader, prints where everything is, and stops all of it on Ctrl-C.
+ * With `--inspect`, the nodes publish their inspection streams from the start and this process
+ * serves the inspector page (cluster/inspect/run.ts, as `ensemble inspect` does).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Client, connect } from '../client/index.ts';
 import { natsUsers } from '../protocol/index.ts';
+import { wholeArg } from './args.ts';
 import { stopChildren } from './children.ts';
+import { type Inspection, startInspection } from './inspect/run.ts';
 import {
   DEV_PASSWORDS,
   ensureNatsServer,
@@ -35,6 +39,10 @@ export interface UpArgs {
   chaos?: boolean;
   /** TLS on NATS (clients and routes), with a local CA and certificate in `<data>/tls`. */
   tls?: boolean;
+  /** Start the nodes with --inspect and serve the inspector page in this process. */
+  inspect?: boolean;
+  /** The inspector page's port (default 4280, else any free one). */
+  inspectPort?: string | number;
 }
 
 const RESTART_FIRST_MS = 1000;
@@ -53,6 +61,9 @@ async function portFree(port: number): Promise<boolean> {
 export async function runUp(a: UpArgs): Promise<void> {
   const n = Number(a.nodes ?? 3);
   if (!Number.isInteger(n) || n < 1 || n > 9) throw new TypeError('--nodes takes 1 to 9');
+  const inspectPort = wholeArg('--inspect-port', a.inspectPort, 0);
+  if (inspectPort !== undefined && inspectPort > 65535)
+    throw new TypeError('--inspect-port takes 0 to 65535');
   const cluster = a.cluster ?? 'dev';
   const dataRoot = path.resolve(a.data ?? 'data');
   const say = (line: string) => {
@@ -91,6 +102,30 @@ export async function runUp(a: UpArgs): Promise<void> {
     );
 
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  // The inspector listens before the nodes start, so it sees every actor they spawn.
+  let inspection: Inspection | null = null;
+  if (a.inspect) {
+    try {
+      inspection = await startInspection({
+        servers: urls,
+        cluster,
+        user: 'admin',
+        pass: natsCredentials('admin').pass,
+        ...(tls ? { tls: { caFile: tls.caFile } } : {}),
+        port: inspectPort,
+        members: ids,
+        log: (line) => say(`inspect: ${line}`),
+      });
+    } catch (err) {
+      await stopNats();
+      throw err;
+    }
+    if (inspection.movedFrom !== null)
+      say(
+        `port ${inspection.movedFrom} is taken: the inspector listens on ${inspection.server.port} instead`,
+      );
+    say(`inspector: ${inspection.server.url}`);
+  }
   const current = new Map<string, ChildProcess>();
   const httpPorts: number[] = [];
   let stopping = false;
@@ -109,6 +144,7 @@ export async function runUp(a: UpArgs): Promise<void> {
         '--http-port',
         String(httpPort),
         ...(a.chaos ? ['--chaos'] : []),
+        ...(a.inspect ? ['--inspect'] : []),
         ...(tls ? ['--tls-ca', tls.caFile] : []),
       ],
     });
@@ -144,6 +180,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     stopping = true;
     say('\nstopping nodes and NATS…');
     rmSync(path.join(dataRoot, CONNECTION_FILE), { force: true });
+    await inspection?.stop();
     await stopChildren([...current.values()]);
     await stopNats();
     say('stopped.');
@@ -195,6 +232,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     nats: urls,
     ...(tls ? { tlsCa: tls.caFile } : {}),
     leader,
+    ...(inspection ? { inspect: inspection.server.url } : {}),
     nodes: ids.map((id, i) => ({
       id,
       pid: current.get(id)?.pid,
@@ -219,6 +257,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     console.log(`\nTry:  npm run ensemble -- put /hello world${flags}`);
     console.log(`      npm run ensemble -- get /hello${flags}`);
     console.log(`      npm run ensemble -- status${flags}`);
+    if (inspection) console.log(`Inspector: ${inspection.server.url}  (every node's machines, live)`);
     console.log('Ctrl-C stops everything.');
   }
 }

@@ -4,8 +4,13 @@
  * peers and the admin publish on `P.node.<id>.admin.*`).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeReply, encodeEnvelope, type Subjects } from '../../protocol/index.ts';
-import type { InspectControl, InspectControlReply } from '../../protocol/inspection.ts';
+import {
+  decodeReply,
+  encodeEnvelope,
+  type InspectControl,
+  type InspectControlReply,
+  type Subjects,
+} from '../../protocol/index.ts';
 
 /**
  * Sends `req` to node `node` and returns its answer; throws the node's typed error, or NATS's
