@@ -230,6 +230,9 @@ test('definitionOf: an object shared by two transitions is written at both; a tr
   };
   t.deepEqual(def.states.a.on, { x: { actions: 'count' }, y: { actions: 'count' } });
   t.is(def.self, '[circular]');
-  const raft = definitionOf(createRaftMachine({ log: new MemoryLog({ index: 0, term: 0, config: { voters: [], learners: [] } }) })) ?? '';
+  const raft =
+    definitionOf(
+      createRaftMachine({ log: new MemoryLog({ index: 0, term: 0, config: { voters: [], learners: [] } }) }),
+    ) ?? '';
   t.false(raft.includes('[circular]'), 'the raft machine has shared parts, no cycles');
 });
