@@ -48,7 +48,8 @@ import { Api, type Quotas } from './api/index.ts';
 import type { Applier } from './applier.ts';
 import { ChaosFilter, parseFilter, parseHash, treeHash } from './chaos.ts';
 import { Executor } from './executor.ts';
-import { inspectStatus, NodeInspector } from './inspection.ts';
+import { type InspectorStats, inspectStatus, NodeInspector } from './inspection.ts';
+import { DEFAULT_HISTORY_RETENTION, HistoryRetention } from './retention.ts';
 import { natsAgesPeers, SessionKeeper } from './sessions.ts';
 import { Ticker } from './ticker.ts';
 import { chaosConnection, Transport } from './transport.ts';
@@ -94,6 +95,9 @@ export interface NodeConfig {
   readonly inspect?: boolean;
   /** Inspection events per second at most (default `INSPECT_DEFAULT_RATE`). */
   readonly inspectRate?: number;
+  /** Revisions of history the leader keeps: it proposes a compaction below the newest this
+   * many (default `DEFAULT_HISTORY_RETENTION`; 0 keeps everything). */
+  readonly historyRetention?: number;
   /** How long the key tree gathers applied changes before writing them (storage/tree/rocks.ts). */
   readonly treeWriteDelayMs?: number;
 }
@@ -338,12 +342,20 @@ export class EnsembleNode {
       snapshotChunks: async () => tree.snapshot(),
       chaos: this.chaos,
     });
+    const retention = new HistoryRetention({
+      keep: config.historyRetention ?? DEFAULT_HISTORY_RETENTION,
+      tree,
+      propose: (revision) => api.compact(revision),
+    });
     let ticks = 0;
     const ticker = new Ticker({
       tickMs: config.tickMs ?? defaultTickMs,
       raft: (e) => {
         raft(e);
-        if (++ticks % 4 === 0 && machine.role() === 'leader') sessions.check();
+        if (++ticks % 4 === 0 && machine.role() === 'leader') {
+          sessions.check();
+          retention.check();
+        }
       },
       onPause: (ms) => {
         this.log(`event loop paused ${ms.toFixed(0)} ms: counted as contact for every session`);
@@ -484,6 +496,16 @@ export class EnsembleNode {
 
   get applier(): Applier {
     return this.parts.executor.applier;
+  }
+
+  /** The key tree (read-only use: metrics, tests). */
+  get tree(): NodeStorage['tree'] {
+    return this.storage.tree;
+  }
+
+  /** The inspection stream's counters (events sent, dropped, batches). */
+  get inspection(): InspectorStats {
+    return this.inspector?.stats ?? { sent: 0, dropped: 0, batches: 0 };
   }
 
   get nats(): NatsConnection {

@@ -207,6 +207,10 @@ program
     '--tree-write-delay-ms <ms>',
     'gather applied changes this long before writing them to the key tree',
   )
+  .option(
+    '--history-retention <revisions>',
+    'revisions of history kept: the leader compacts below the newest this many (default 10000; 0: keep all)',
+  )
   .option('--quota-backend-bytes <n>', 'bytes the key tree may hold, history included (default 2 GiB)')
   .option('--max-sessions-per-user <n>', 'open sessions one NATS user may have (default 10000)')
   .option('--max-keys-per-session <n>', 'ephemeral keys one session may own (default 10000)')

@@ -42,6 +42,12 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   gauge('ensemble_raft_commit_index', 'Highest log index known committed', () => raft().commit);
   gauge('ensemble_raft_applied_index', 'Highest log index applied to the key tree', () => node.applier.index);
   gauge('ensemble_raft_last_index', 'Last log index', () => node.raft.lastIndex());
+  gauge('ensemble_revision', 'Revision of the key tree (applied)', () => node.tree.revision);
+  gauge(
+    'ensemble_compact_revision',
+    'History at and below this revision is compacted (auto-compaction: --history-retention)',
+    () => node.tree.compactRevision,
+  );
   gauge(
     'ensemble_raft_elections_won_total',
     'Elections this node won since start',
@@ -64,6 +70,16 @@ export function nodeRegistry(node: EnsembleNode): Registry {
   const t = () => node.transport.counters;
   const a = () => node.api.counters;
   counters('ensemble_proposals_total', 'Commands proposed to the log', () => a().proposals);
+  counters(
+    'ensemble_inspection_events_total',
+    'Inspection events published (ensemble inspect)',
+    () => node.inspection.sent,
+  );
+  counters(
+    'ensemble_inspection_dropped_total',
+    'Inspection events over the rate limit, counted and not sent',
+    () => node.inspection.dropped,
+  );
   counters(
     'ensemble_proposal_batches_total',
     'Proposal batches (one raft.propose each)',

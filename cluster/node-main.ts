@@ -50,6 +50,7 @@ export interface NodeArgs {
   inspect?: boolean;
   inspectRate?: string | number;
   treeWriteDelayMs?: string | number;
+  historyRetention?: string | number;
 }
 
 export async function runNode(a: NodeArgs): Promise<void> {
@@ -66,6 +67,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
   const tickMs = wholeArg('--tick-ms', a.tickMs, 1);
   const inspectRate = wholeArg('--inspect-rate', a.inspectRate, 1);
   const treeWriteDelayMs = wholeArg('--tree-write-delay-ms', a.treeWriteDelayMs, 0);
+  const historyRetention = wholeArg('--history-retention', a.historyRetention, 0);
   const httpPort = wholeArg('--http-port', a.httpPort, 0);
   if (httpPort !== undefined && httpPort > 65535) throw new TypeError('--http-port takes 0 to 65535');
   const servers = (a.nats ?? 'nats://127.0.0.1:4222').split(',');
@@ -106,6 +108,7 @@ export async function runNode(a: NodeArgs): Promise<void> {
     inspect: Boolean(a.inspect),
     ...(inspectRate !== undefined ? { inspectRate } : {}),
     ...(treeWriteDelayMs !== undefined ? { treeWriteDelayMs } : {}),
+    ...(historyRetention !== undefined ? { historyRetention } : {}),
   });
   const metrics = await serveMetrics(node, httpPort ?? 0);
   log(

@@ -320,8 +320,17 @@ export class ApiHandlers {
   /** Proposes a session expiry (the leader's session keeper calls this); returns the
    * proposal's id (a refusal names it in `proposeFailed`). */
   expire(session: string): string {
+    return this.proposeInternal({ op: 'sessionExpire', id: session });
+  }
+
+  compact(revision: number): string {
+    return this.proposeInternal({ op: 'compact', revision });
+  }
+
+  /** Proposes a command of the node's own (no client waits for it). */
+  private proposeInternal(cmd: Parameters<typeof encodeCommand>[0]): string {
     const id = this.p.pending.id('x');
-    this.proposeQueue.push({ id, data: encodeCommand({ op: 'sessionExpire', id: session }) });
+    this.proposeQueue.push({ id, data: encodeCommand(cmd) });
     this.schedule();
     return id;
   }

@@ -134,6 +134,11 @@ export class Api {
     return this.handlers.expire(session);
   }
 
+  /** Proposes a compaction of the history at and below `revision` (the leader's retention). */
+  compact(revision: number): string {
+    return this.handlers.compact(revision);
+  }
+
   status(): ApiResults['status'] {
     return this.handlers.status();
   }
