@@ -82,14 +82,23 @@ test.serial(
       encodePeer({ from: 'a2', to: 'b2', inc: 'inc-a2', msgs: [{ type: 'raft.bogus' }] }, 'tr'),
     );
     impostor.publish(S.peer('b2'), new Uint8Array([1, 2, 3]));
+    // Peer frames skip the plain-CBOR scan (only nodes may publish them): what cbor-x makes of
+    // hostile bytes must still be dropped, never thrown. A tagged value (a Date) where a string
+    // belongs; an array claiming 2^64 items; arrays nested 100,000 deep.
+    impostor.publish(
+      S.peer('b2'),
+      encodePeer({ from: 'a2', to: 'b2', inc: new Date(0) as never, msgs: [hb('a2', 4)] }, 'tr'),
+    );
+    impostor.publish(S.peer('b2'), new Uint8Array([0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+    impostor.publish(S.peer('b2'), new Uint8Array([...new Array(100_000).fill(0x81), 0]));
     await impostor.flush();
     const d = b.t.counters.drops;
-    await until(() => d.notMember + d.incarnation + d.invalid + d.malformed >= 5);
+    await until(() => d.notMember + d.incarnation + d.invalid + d.malformed >= 8);
     t.is(b.got.length, 1, 'only the member’s frame was delivered');
     t.is(d.notMember, 1);
     t.is(d.incarnation, 1);
-    t.is(d.invalid, 2, 'addressed elsewhere, and a message of no known type');
-    t.true(d.malformed >= 1);
+    t.is(d.invalid, 3, 'addressed elsewhere, a message of no known type, a tagged incarnation');
+    t.is(d.malformed, 3, 'not CBOR, an impossible length, no envelope in the nesting');
     for (const x of [a, b, stranger]) x.t.stop();
   },
 );

@@ -207,6 +207,12 @@ export class Client implements AsyncDisposable {
   /** Aborted (reason: ClosedError) when `close` begins: pending requests and waits end with it. */
   private readonly closing = new AbortController();
   private registryInstance: Registry | null = null;
+  /**
+   * The highest revision any answer to this client carried (its session's open, reads, writes):
+   * a watch without `fromRevision` starts just after it, so it sees every write this client
+   * makes after calling `watch`, whichever reaches the cluster first.
+   */
+  seenRevision = 0;
   /** The connection's own session (reopened by itself after LOST), or null without one. */
   defaultSession: Session | null = null;
   closed = false;
@@ -492,7 +498,10 @@ export class Client implements AsyncDisposable {
   // Watches.
 
   /**
-   * Events of a key, a prefix or a subtree, from `fromRevision` on (default: from now), in
+   * Events of a key, a prefix or a subtree, from `fromRevision` on (default: from now, that is
+   * just after the last revision this client heard of, so every write it makes after this call
+   * is seen even if it reaches the cluster first; after history that old was compacted, from the
+   * oldest revision kept), in
    * revision order, with no gaps and no duplicates, across node failures: the stream resumes on
    * another node from the last revision it delivered. Ends with a `CompactedError` when the
    * revision asked for was compacted, with a `ClosedError` when the client closes. Break out of
@@ -741,6 +750,8 @@ export class Client implements AsyncDisposable {
       if (r.error.code === 'SESSION_EXPIRED') this.sessionExpired(body);
       throw r.error;
     }
+    const revision = (r.result as { revision?: unknown } | null)?.revision;
+    if (typeof revision === 'number' && revision > this.seenRevision) this.seenRevision = revision;
     return r.result;
   }
 

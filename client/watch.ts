@@ -206,6 +206,8 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
   private readonly highWater: number;
   /** Resumes so far (for tests and metrics). */
   resumes = 0;
+  /** The start a watch "from now" chose itself, until it delivered something. */
+  private implicitFrom: number | null;
 
   constructor(
     private readonly client: Client,
@@ -225,7 +227,12 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     /** Called once when the stream ends, however it ends. */
     private readonly onEnd: () => void = () => {},
   ) {
-    this.nextRevision = options.fromRevision;
+    // "From now": from just after the last revision this client heard of, so every write it
+    // makes after this call is seen, even one that reaches the cluster before the watch does.
+    const implicit =
+      options.fromRevision === undefined && client.seenRevision > 0 ? client.seenRevision + 1 : undefined;
+    this.nextRevision = options.fromRevision ?? implicit;
+    this.implicitFrom = implicit ?? null;
     this.highWater = options.highWater ?? 10_000;
     this.resume(false);
     const silence = options.silenceMs ?? 3500;
@@ -441,8 +448,22 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     if (counted) this.resumes++;
     this.stalled = false;
     this.cancelOnNode(); // the old watch, if its node still runs it
+    let again = false;
     this.resuming = this.open()
       .catch((err) => {
+        // "From now" started at the client's last known revision, older than the history kept
+        // (an idle client): start at the oldest kept revision instead, still before the call.
+        if (
+          err instanceof EnsembleError &&
+          err.code === 'COMPACTED' &&
+          this.implicitFrom !== null &&
+          this.nextRevision === this.implicitFrom
+        ) {
+          this.nextRevision = (err as EnsembleError & { compactRevision: number }).compactRevision + 1;
+          this.implicitFrom = this.nextRevision;
+          again = true;
+          return;
+        }
         // The session ended under the watch: the connection opens a new one and the watchdog
         // resumes under it. A final answer (COMPACTED, a bad request, no session any more) ends
         // the stream, and so does any other failure of the first open; otherwise the watchdog
@@ -452,6 +473,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       })
       .finally(() => {
         this.resuming = null;
+        if (again) this.resume(false);
       });
   }
 

@@ -462,7 +462,13 @@ export interface ApiResults {
   memberPromote: { readonly members: Members; readonly index: number };
   memberRemove: { readonly members: Members; readonly index: number };
   transferLeader: { readonly leader: string };
-  sessionOpen: { readonly id: string; readonly secret: Uint8Array; readonly ttlMs: number };
+  /** `revision`: the revision the open applied at (a watch "from now" may start after it). */
+  sessionOpen: {
+    readonly id: string;
+    readonly secret: Uint8Array;
+    readonly ttlMs: number;
+    readonly revision: number;
+  };
   sessionKeepalive: { readonly ttlMs: number };
   sessionClose: { readonly id: string; readonly deleted: number; readonly revision: number };
   /** `node`: the node serving the watch (acks and cancel go to it); `revision`: the first

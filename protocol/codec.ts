@@ -291,6 +291,18 @@ function readLength(view: DataView, pos: number, info: number): { len: number; p
  */
 export const decodeCborTrusted = (bytes: Uint8Array): unknown => cbor.decode(bytes);
 
+/** `decodeCborTrusted` that never throws: malformed bytes are a BAD_REQUEST. */
+function decodeTrusted(bytes: Uint8Array): Decoded<unknown> {
+  try {
+    return { ok: true, value: cbor.decode(bytes) };
+  } catch (err) {
+    return {
+      ok: false,
+      error: new BadRequestError(`malformed CBOR: ${(err as Error).message}`, { cause: err }),
+    };
+  }
+}
+
 export type Decoded<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly error: EnsembleError };
@@ -302,14 +314,7 @@ export type Decoded<T> =
 export function decodeCbor(bytes: Uint8Array): Decoded<unknown> {
   const problem = checkPlainCbor(bytes);
   if (problem !== null) return { ok: false, error: new BadRequestError(`malformed CBOR: ${problem}`) };
-  try {
-    return { ok: true, value: cbor.decode(bytes) };
-  } catch (err) {
-    return {
-      ok: false,
-      error: new BadRequestError(`malformed CBOR: ${(err as Error).message}`, { cause: err }),
-    };
-  }
+  return decodeTrusted(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,6 +529,13 @@ export interface DecodeOptions {
   readonly maxBytes?: number;
   /** Force a format instead of detecting it (peers: always CBOR). */
   readonly format?: WireFormat;
+  /**
+   * Skip the plain-CBOR scan (`checkPlainCbor`): for peer frames, which NATS lets only node
+   * processes publish (nats.conf). Bytes cbor-x cannot decode are still refused as malformed,
+   * and the frame's shape is still checked (`validatePeerFrame`); clients' requests are always
+   * scanned.
+   */
+  readonly trusted?: boolean;
 }
 
 /** Why an envelope was refused: peers count drops by these. */
@@ -568,7 +580,8 @@ export function decodeEnvelope(bytes: Uint8Array, options: DecodeOptions): Decod
       new TooLargeError(bytes.length, max, `message of ${bytes.length} bytes exceeds ${max}`),
     );
   }
-  const decoded = format === 'json' ? decodeJson(bytes) : decodeCbor(bytes);
+  const decoded =
+    format === 'json' ? decodeJson(bytes) : options.trusted ? decodeTrusted(bytes) : decodeCbor(bytes);
   const base64 = 'base64' in decoded && decoded.base64 === true;
   if (!decoded.ok) return fail('malformed', decoded.error, base64);
   const env = decoded.value;
@@ -684,6 +697,7 @@ export function decodePeer(
     cluster: options.cluster,
     format: 'cbor',
     maxBytes: options.maxBytes ?? DEFAULT_MAX_PEER_FRAME,
+    trusted: true,
   });
   if (decoded.ok) return { ok: true, body: decoded.envelope.body };
   if (options.drops) options.drops[decoded.reason]++;

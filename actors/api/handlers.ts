@@ -488,7 +488,7 @@ export class ApiHandlers {
     const { op: _op, ...rest } = outcome.result as { op: string } & Record<string, unknown>;
     const result =
       w.op === 'sessionOpen'
-        ? { ...w.extra }
+        ? { ...w.extra, revision: outcome.revision }
         : { ...rest, revision: outcome.revision, ...(outcome.replayed ? { replayed: true } : {}) };
     this.p.answer(w.reply, { result });
   }

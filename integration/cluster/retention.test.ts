@@ -52,3 +52,43 @@ test.serial('the leader keeps the newest 200 revisions; older reads and watches 
   }
   await c.close();
 });
+
+test.serial(
+  "a watch from now starts after the client's last known revision; an idle client's after the oldest kept one",
+  async (t) => {
+    await cluster().waitForLeader();
+    const idle = await cluster().client({ timeoutMs: 30_000 });
+    const busy = await cluster().client({ timeoutMs: 30_000 });
+    const opened = idle.seenRevision;
+    t.true(opened > 0, 'the session open told the client a revision');
+    // Writes that reach the cluster before the watch are still seen when they come after the
+    // client's last known revision: its own write issued right after watch() always is.
+    await busy.put('/seen/before-call', 'b');
+    const w = idle.watch({ prefix: '/seen/' });
+    await idle.put('/seen/mine', 'm');
+    const keys: string[] = [];
+    for await (const e of w) {
+      if (e.type === 'progress') continue;
+      keys.push(e.key);
+      if (e.key === '/seen/mine') break;
+    }
+    t.deepEqual(keys, ['/seen/before-call', '/seen/mine']);
+
+    // The idle client's last revision falls out of the kept history: from the oldest kept instead.
+    const sleeper = await cluster().client({ timeoutMs: 30_000 });
+    const last = sleeper.seenRevision;
+    for (let i = 0; i < 400; i++) await busy.put(`/other/k${i % 10}`, `${i}`);
+    await waitFor(
+      async () => (await cluster().metric(cluster().ids[0] ?? '', 'ensemble_compact_revision')) > last,
+      { what: 'history compacted past the sleeper', timeoutMs: 20_000 },
+    );
+    const late = sleeper.watch({ prefix: '/late/' });
+    await sleeper.put('/late/x', 'x');
+    for await (const e of late) {
+      if (e.type === 'progress') continue;
+      t.is(e.key, '/late/x');
+      break;
+    }
+    for (const c of [idle, busy, sleeper]) await c.close();
+  },
+);
