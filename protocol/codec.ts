@@ -529,13 +529,6 @@ export interface DecodeOptions {
   readonly maxBytes?: number;
   /** Force a format instead of detecting it (peers: always CBOR). */
   readonly format?: WireFormat;
-  /**
-   * Skip the plain-CBOR scan (`checkPlainCbor`): for peer frames, which NATS lets only node
-   * processes publish (nats.conf). Bytes cbor-x cannot decode are still refused as malformed,
-   * and the frame's shape is still checked (`validatePeerFrame`); clients' requests are always
-   * scanned.
-   */
-  readonly trusted?: boolean;
 }
 
 /** Why an envelope was refused: peers count drops by these. */
@@ -580,8 +573,7 @@ export function decodeEnvelope(bytes: Uint8Array, options: DecodeOptions): Decod
       new TooLargeError(bytes.length, max, `message of ${bytes.length} bytes exceeds ${max}`),
     );
   }
-  const decoded =
-    format === 'json' ? decodeJson(bytes) : options.trusted ? decodeTrusted(bytes) : decodeCbor(bytes);
+  const decoded = format === 'json' ? decodeJson(bytes) : decodeCbor(bytes);
   const base64 = 'base64' in decoded && decoded.base64 === true;
   if (!decoded.ok) return fail('malformed', decoded.error, base64);
   const env = decoded.value;
@@ -697,7 +689,6 @@ export function decodePeer(
     cluster: options.cluster,
     format: 'cbor',
     maxBytes: options.maxBytes ?? DEFAULT_MAX_PEER_FRAME,
-    trusted: true,
   });
   if (decoded.ok) return { ok: true, body: decoded.envelope.body };
   if (options.drops) options.drops[decoded.reason]++;
