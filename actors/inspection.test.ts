@@ -142,35 +142,43 @@ test('off: nothing is kept or published; on: the first batch names every actor, 
   t.deepEqual(b.events[0]?.snapshot?.value, 'low', 'the actor as it is at the batch');
   const ev = b.events.find((e) => e.type === '@xstate.event');
   t.deepEqual(ev?.event, { type: 'inc', value: '[redacted]' });
-  const snap = b.events.find((e) => e.type === '@xstate.snapshot');
-  t.is(snap?.snapshot?.value, 'low');
-  t.deepEqual(snap?.snapshot?.context, { n: 2, password: '[redacted]', data: '[redacted]' });
+  t.deepEqual(b.events[0]?.snapshot?.context, { n: 2, password: '[redacted]', data: '[redacted]' });
+  t.falsy(
+    b.events.find((e) => e.type === '@xstate.snapshot'),
+    'the resync already carries the state',
+  );
+  r.actor.send({ type: 'inc', value: 'user data' });
+  r.inspector.flush();
+  const snap = r.published[1]?.events.find((e) => e.type === '@xstate.snapshot');
+  t.is(snap?.snapshot?.value, 'high');
+  t.deepEqual(snap?.snapshot?.context, { n: 3, password: '[redacted]', data: '[redacted]' });
   t.false(r.raw.join('').includes('hunter2'));
   t.false(r.raw.join('').includes('user data'));
 });
 
-test('rate limit: events past the rate are counted, and the dropped snapshot comes coalesced', (t) => {
+test('rate limit: events past the rate are counted; snapshots come once per batch, as they are then', (t) => {
   const r = rig({ rate: 10, on: true });
   r.inspector.flush(); // the resync batch (and start-up's events)
   r.advance(1000); // a full bucket
   for (let i = 0; i < 100; i++) r.actor.send({ type: 'inc', value: 'v' });
   r.inspector.flush();
   const b = r.published.at(-1) as InspectBatch;
-  const kept = b.events.filter((e) => e.type !== '@xstate.actor');
-  // 100 sends make 200 events (event + snapshot); a bucket of 10 lets 10 through.
-  t.is(b.dropped, 190);
-  t.is(kept.length, 10 + 1, 'ten within the rate, and the coalesced snapshot');
-  const last = kept.at(-1);
-  t.is(last?.type, '@xstate.snapshot');
-  t.deepEqual(last?.event, { type: '@ensemble.coalesced' });
-  t.deepEqual(last?.snapshot?.context, { n: 100, password: '[redacted]', data: '[redacted]' });
-  t.is(r.inspector.stats.dropped, 190);
+  const events = b.events.filter((e) => e.type === '@xstate.event');
+  const snapshots = b.events.filter((e) => e.type === '@xstate.snapshot');
+  t.is(events.length, 10, 'a bucket of 10 lets 10 events through');
+  t.is(b.dropped, 90);
+  t.is(snapshots.length, 1, 'one snapshot for the 100 steps');
+  t.deepEqual(snapshots[0]?.event, { type: 'inc', value: '[redacted]' }, 'with the last event');
+  t.deepEqual(snapshots[0]?.snapshot?.context, { n: 100, password: '[redacted]', data: '[redacted]' });
+  t.is(r.inspector.stats.dropped, 90);
 
-  // The bucket refills with time.
+  // The bucket refills with time; no step, no snapshot.
   r.advance(1000);
   for (let i = 0; i < 5; i++) r.actor.send({ type: 'inc', value: 'v' });
   r.inspector.flush();
   t.is((r.published.at(-1) as InspectBatch).dropped, 0);
+  r.inspector.flush();
+  t.deepEqual((r.published.at(-1) as InspectBatch).events, []);
 });
 
 test('a lease runs out; --inspect stays on; off clears; resync on request', (t) => {

@@ -202,7 +202,7 @@ program
   .option('--snapshot-threshold <n>', 'entries applied between snapshots')
   .option('--chaos', 'serve P.node.<id>.admin.stopActor for chaos tests (admin only)', false)
   .option('--inspect', 'publish inspection batches from the start (ensemble inspect shows them)', false)
-  .option('--inspect-rate <n>', 'inspection events per second at most (default 400)')
+  .option('--inspect-rate <n>', 'inspection events per second at most (default 200)')
   .option(
     '--tree-write-delay-ms <ms>',
     'gather applied changes this long before writing them to the key tree',

@@ -11,8 +11,9 @@
  * (an event an actor received) and `@xstate.snapshot` (the state after it). Session ids are
  * prefixed with the node id (`n1:x:3`) so actors of different nodes never share one. Contexts
  * and events are sanitized: no values, keys' bytes, passwords or secrets; arrays are cut to a few
- * items with a count. Events beyond the node's rate are dropped and counted (`dropped`); the last
- * snapshot of every actor that changed is always sent, so the state shown is never stale.
+ * items with a count. Events beyond the node's rate are dropped and counted (`dropped`).
+ * Snapshots are coalesced: every actor that changed since the previous batch has its current
+ * snapshot sent once, with the last event that led there, so the state shown is never stale.
  *
  * Control: the admin op `inspect` on `P.node.<node>.admin.inspect` (admin user only, by
  * nats.conf), request `InspectControl`, reply `InspectControlReply`. Turning it on is a lease:
@@ -72,7 +73,7 @@ export function sanitize(v: unknown, depth = 0): unknown {
 export const INSPECT_BATCH_MS = 250;
 
 /** The default cap on inspection events per second per node (beyond it they are counted). */
-export const INSPECT_DEFAULT_RATE = 400;
+export const INSPECT_DEFAULT_RATE = 200;
 
 /** The longest lease an `inspect` request may ask for, ms. */
 export const INSPECT_MAX_LEASE_MS = 60_000;
