@@ -49,7 +49,7 @@ async function rig(self: string, role: Role, leader: string | null) {
     counters,
   });
   ingress.start();
-  await nc.flush();
+  await ingress.ready();
   return { ingress, dispatched, counters };
 }
 
@@ -82,7 +82,7 @@ test.serial(
     );
     t.is(r.dispatched.length, 1, 'nothing bad reached the handlers');
     t.true(r.counters.badInput >= 4);
-    r.ingress.stop();
+    await r.ingress.stop();
   },
 );
 
@@ -136,7 +136,7 @@ test.serial(
       { cluster: 'ing' },
     );
     t.deepEqual(read, { ok: true, result: { servedBy: 'f1' } });
-    r.ingress.stop();
+    await r.ingress.stop();
   },
 );
 
@@ -165,7 +165,7 @@ test.serial(
       t.is(answer.error.code, 'UNKNOWN_OUTCOME', 'it may have been proposed: not NOT_LEADER');
       t.is((answer.error as { leader?: string }).leader, 'L4');
     }
-    r.ingress.stop();
+    await r.ingress.stop();
     // Nobody listens for the leader at all: the request never arrived, nothing was applied.
     const r2 = await rig('f4', 'follower', 'L-gone');
     const gone = decodeReply(
@@ -178,7 +178,7 @@ test.serial(
     );
     t.false(gone.ok);
     if (!gone.ok) t.is(gone.error.code, 'NOT_LEADER');
-    r2.ingress.stop();
+    await r2.ingress.stop();
   },
 );
 
@@ -199,6 +199,6 @@ test.serial(
     r.ingress.leaderChanged('L6');
     const answer = decodeReply<{ leader: string }>((await pending).data, { cluster: 'ing' });
     t.deepEqual(answer.ok ? answer.result : answer.error.code, { leader: 'L6' });
-    r.ingress.stop();
+    await r.ingress.stop();
   },
 );

@@ -107,11 +107,21 @@ export class ApiIngress {
     );
   }
 
-  stop(): void {
-    void this.service?.then((svc) => svc.stop()).catch(() => {});
+  /** Resolves once the API endpoints are subscribed at the server (tests wait for it). */
+  async ready(): Promise<void> {
+    await this.service;
+    await this.p.nc.flush();
+  }
+
+  /** Stops serving; the promise resolves once the endpoints are unsubscribed at the server. */
+  stop(): Promise<void> {
+    const stopped = (this.service?.then((svc) => svc.stop()) ?? Promise.resolve())
+      .then(() => this.p.nc.flush())
+      .catch(() => {});
     this.service = null;
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
+    return stopped;
   }
 
   private onApi(msg: Msg, anyNode: boolean): void {

@@ -247,8 +247,18 @@ test('semaphore: never more than the permits; a holder that goes frees its permi
       }
     }),
   );
-  t.is(most, 2);
+  t.true(most >= 1 && most <= 2, `at most the 2 permits held at once (saw ${most})`);
+  // Both permits can be held at once, and a third party waits (whether the loop above overlapped
+  // depends on the machine's speed).
   const [x, y, z] = cs;
+  const two = await Promise.all([x!.semaphore('pool3', 2).acquire(), y!.semaphore('pool3', 2).acquire()]);
+  const third = z!.semaphore('pool3', 2).acquire();
+  third.catch(() => {});
+  while ((await z!.semaphore('pool3', 2).usage()).waiting === 0) await sleep(10);
+  t.deepEqual(await z!.semaphore('pool3', 2).usage(), { holders: 2, waiting: 1 });
+  await two[0].release();
+  await (await third).release();
+  await two[1].release();
   const p1 = await x!.semaphore('pool2', 1).acquire();
   const waiting = y!.semaphore('pool2', 1).acquire();
   waiting.catch(() => {});
