@@ -10,7 +10,7 @@
  *   npm run bench:inspect   (the same, A without inspection, B with `--inspect`)
  *   npm run bench:ab -- --a-root ../before --b= …   (A runs the build of another checkout)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,12 +33,27 @@ const { values: args } = parseArgs({
     'label-b': { type: 'string' },
     'a-root': { type: 'string' },
     'b-root': { type: 'string' },
+    'a-env': { type: 'string', default: '' },
+    'b-env': { type: 'string', default: '' },
   },
 });
 const flagsOf = (s: string) => s.split(/\s+/).filter(Boolean);
+/** `K=V K2=V2` → an environment. */
+const envOf = (s: string) =>
+  Object.fromEntries(flagsOf(s).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const sides = {
-  a: { flags: flagsOf(args.a), root: args['a-root'], label: args['label-a'] ?? (args.a || 'default') },
-  b: { flags: flagsOf(args.b), root: args['b-root'], label: args['label-b'] ?? (args.b || 'default') },
+  a: {
+    flags: flagsOf(args.a),
+    env: envOf(args['a-env']),
+    root: args['a-root'],
+    label: args['label-a'] ?? (`${args['a-env']} ${args.a}`.trim() || 'default'),
+  },
+  b: {
+    flags: flagsOf(args.b),
+    env: envOf(args['b-env']),
+    root: args['b-root'],
+    label: args['label-b'] ?? (`${args['b-env']} ${args.b}`.trim() || 'default'),
+  },
 };
 const seconds = Number(args.seconds);
 const rounds = Number(args.rounds);
@@ -54,11 +69,29 @@ interface Run {
   readonly kibPerSec: number;
   readonly eventsPerSec: number;
   readonly droppedPerSec: number;
+  /** The largest peak RSS of the three nodes (VmHWM), MiB. */
+  readonly peakRssMiB: number;
+}
+
+/** A process's peak resident memory (VmHWM), MiB; 0 when unreadable. */
+function peakRss(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
 }
 
 async function once(side: 'a' | 'b'): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ensemble-bench-inspect-'));
-  const cluster = await startBenchCluster(dir, 'benchab', sides[side].flags, sides[side].root);
+  const cluster = await startBenchCluster(
+    dir,
+    'benchab',
+    sides[side].flags,
+    sides[side].root,
+    sides[side].env,
+  );
   try {
     const admin = await connect({
       servers: cluster.url,
@@ -94,6 +127,7 @@ async function once(side: 'a' | 'b'): Promise<Run> {
       droppedPerSec: per(dropped, counted0.dropped),
     };
     const seq = await sequential((i) => c.put(`/bench/k${i}`, VALUE), 500);
+    const peakRssMiB = Math.max(...cluster.ids.map((id) => peakRss(cluster.pid(id))));
     await c.close();
     await admin.close();
     return {
@@ -102,6 +136,7 @@ async function once(side: 'a' | 'b'): Promise<Run> {
       seqP50: seq.p50,
       seqP99: seq.p99,
       cpuMsPer1kPuts: (cpu / (loop.rate * elapsed)) * 1000,
+      peakRssMiB,
       ...traffic,
     };
   } finally {
@@ -137,6 +172,7 @@ const summary = Object.fromEntries(
       'seqP50',
       'seqP99',
       'cpuMsPer1kPuts',
+      'peakRssMiB',
       'batchesPerSec',
       'kibPerSec',
       'eventsPerSec',
@@ -161,6 +197,7 @@ else {
   row('sequential put p50 ms', 'seqP50', 2);
   row('sequential put p99 ms', 'seqP99', 2);
   row('node CPU ms per 1000 puts (3 nodes)', 'cpuMsPer1kPuts');
+  row('peak RSS of the largest node, MiB', 'peakRssMiB');
   row('inspection batches/s (all nodes)', 'batchesPerSec', 1);
   row('inspection KiB/s', 'kibPerSec', 1);
   row('inspection events sent/s', 'eventsPerSec');

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { type Client, type ConnectOptions, connect } from '../client/index.ts';
 import { stopChildren } from '../cluster/children.ts';
 import { natsCredentials, startNatsServer } from '../cluster/nats-server.ts';
-import { nodeArgs } from '../cluster/node-command.ts';
+import { nodeArgs, nodeEnv } from '../cluster/node-command.ts';
 import { devGrants } from '../cluster/up.ts';
 import { pinBuild } from '../integration/pin-build.ts';
 
@@ -49,6 +49,8 @@ export async function startBenchCluster(
   flags: readonly string[] = [],
   /** The checkout whose build the nodes run (default this one): A/B of two commits. */
   root?: string,
+  /** More environment for the node processes (e.g. `MALLOC_ARENA_MAX`). */
+  env: Readonly<Record<string, string>> = {},
 ): Promise<BenchCluster> {
   const bin = await pinBuild(dir, root);
   const nats = await startNatsServer();
@@ -74,7 +76,10 @@ export async function startBenchCluster(
         initialCluster: ids,
         flags,
       });
-      return spawn(process.execPath, [bin, ...args], { stdio: ['ignore', fd, fd] });
+      return spawn(process.execPath, [bin, ...args], {
+        stdio: ['ignore', fd, fd],
+        env: { ...nodeEnv(), ...env },
+      });
     } finally {
       closeSync(fd); // the child has its own copy
     }

@@ -24,7 +24,7 @@ import {
   startNatsCluster,
   startNatsServer,
 } from './nats-server.ts';
-import { nodeArgs } from './node-command.ts';
+import { nodeArgs, nodeEnv } from './node-command.ts';
 import { makeLocalTls } from './tls.ts';
 import { CONNECTION_FILE, type ConnectionDetails } from './up-file.ts';
 
@@ -152,7 +152,7 @@ export async function runUp(a: UpArgs): Promise<void> {
     // that doubles while it keeps failing (up to 30 s) and starts over once it ran a minute.
     let backoff = RESTART_FIRST_MS;
     const start = (): void => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: nodeEnv() });
       const startedAt = performance.now();
       // Node log lines carry their node id already.
       child.stdout?.on('data', (d: Buffer) => {
