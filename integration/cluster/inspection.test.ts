@@ -12,14 +12,22 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import test from 'ava';
 import type { InspectionEvent } from 'xstate';
 import { inspectControl } from '../../cluster/inspect/control.ts';
-import { decodeReply, encodeEnvelope, subjects } from '../../protocol/index.ts';
-import type { InspectBatch } from '../../protocol/inspection.ts';
+import {
+  decodeReply,
+  encodeEnvelope,
+  INSPECT_BATCH_MS,
+  type InspectBatch,
+  subjects,
+} from '../../protocol/index.ts';
+
 import { useCluster } from '../cluster.ts';
 import { waitFor } from '../wait.ts';
 
 const NAME = 'insp';
 const cluster = useCluster(test, { label: 'ensemble-inspection', cluster: NAME });
 const S = subjects({ cluster: NAME });
+/** How long an absence of batches is watched for: four batch intervals. */
+const ABSENCE_MS = 4 * INSPECT_BATCH_MS;
 
 /** Collects every batch on `P.inspect.*`, and the raw text of each. */
 function collect(nc: NatsConnection): { batches: InspectBatch[]; raw: string[]; sub: Subscription } {
@@ -41,12 +49,15 @@ test.serial('off by default; on for a lease: status, machines, events, sanitized
   const admin = await cluster().h.connect('admin');
   const seen = collect(admin);
   await admin.flush();
-  await sleep(800);
+  // An absence: a few batch intervals in which a node that streamed would have sent some.
+  await sleep(ABSENCE_MS);
   t.is(seen.batches.length, 0, 'no batch while inspection is off');
 
   const ids = cluster().ids;
+  let leaseEnd = 0;
   for (const id of ids) {
     const r = await inspectControl(admin, S, id, { on: true, leaseMs: 3000, resync: true });
+    leaseEnd = Math.max(leaseEnd, r.until ?? 0);
     t.is(r.node, id);
     t.true(r.on);
     t.is(r.subject, S.inspect(id));
@@ -54,11 +65,10 @@ test.serial('off by default; on for a lease: status, machines, events, sanitized
   }
   const SECRET = 'do-not-show-this-value-7f3a';
   for (let i = 0; i < 20; i++) await c.put(`/insp/k${i}`, SECRET);
-  await waitFor(() => ids.every((id) => seen.batches.some((b) => b.node === id)), {
-    what: 'a batch from every node',
+  await waitFor(() => ids.every((id) => seen.batches.some((b) => b.node === id && b.status.commit >= 20)), {
+    what: 'a batch from every node showing the writes committed',
     timeoutMs: 10_000,
   });
-  await sleep(600);
 
   const last = new Map<string, InspectBatch>();
   for (const b of seen.batches) last.set(b.node, b);
@@ -103,9 +113,13 @@ test.serial('off by default; on for a lease: status, machines, events, sanitized
   );
 
   // The lease runs out: batches stop without another request.
-  await sleep(3500);
+  await waitFor(() => Date.now() > leaseEnd + INSPECT_BATCH_MS, {
+    what: 'the lease ends',
+    timeoutMs: 10_000,
+  });
+  await admin.flush();
   const count = seen.batches.length;
-  await sleep(1000);
+  await sleep(ABSENCE_MS);
   t.is(seen.batches.length, count, 'no batch after the lease ended');
 
   // On until told otherwise, then off at once.
@@ -114,9 +128,9 @@ test.serial('off by default; on for a lease: status, machines, events, sanitized
   await waitFor(() => seen.batches.length > count, { what: 'batches again', timeoutMs: 5000 });
   const off = await inspectControl(admin, S, leader, { on: false });
   t.false(off.on);
-  await sleep(400);
+  await admin.flush(); // batches published before the answer have arrived
   const after = seen.batches.length;
-  await sleep(800);
+  await sleep(ABSENCE_MS);
   t.is(seen.batches.length, after, 'no batch after { on: false }');
   seen.sub.unsubscribe();
   await admin.close();
