@@ -65,10 +65,15 @@ test.serial('off by default; on for a lease: status, machines, events, sanitized
   }
   const SECRET = 'do-not-show-this-value-7f3a';
   for (let i = 0; i < 20; i++) await c.put(`/insp/k${i}`, SECRET);
-  await waitFor(() => ids.every((id) => seen.batches.some((b) => b.node === id && b.status.commit >= 20)), {
-    what: 'a batch from every node showing the writes committed',
-    timeoutMs: 10_000,
-  });
+  await waitFor(
+    () =>
+      ids.every((id) => seen.batches.some((b) => b.node === id && b.status.commit >= 20)) &&
+      seen.batches.some((b) => b.events.some((e) => e.type === '@xstate.snapshot')),
+    {
+      what: 'every node showing the writes committed, and a snapshot since',
+      timeoutMs: 10_000,
+    },
+  );
 
   const last = new Map<string, InspectBatch>();
   for (const b of seen.batches) last.set(b.node, b);
