@@ -82,6 +82,8 @@ interface Group {
   readonly subject: string;
   readonly gen: number;
   seq: number;
+  /** The revision the group's stream has accounted for through (its messages' `from`). */
+  told: number;
   lastSent: number;
   readonly match: (key: string) => boolean;
   readonly prev: boolean;
@@ -98,6 +100,8 @@ interface Watcher {
   phase: WatcherPhase;
   /** The next revision to send (while live: the hub's live cursor). */
   next: number;
+  /** The revision its own messages have accounted for through (their `from`). */
+  told: number;
   seq: number;
   acked: number;
   lastSent: number;
@@ -258,6 +262,7 @@ export class WatchHub {
       actor,
       phase: 'waiting',
       next: from,
+      told: from - 1,
       seq: 0,
       acked: 0,
       lastSent: performance.now(),
@@ -386,6 +391,7 @@ export class WatchHub {
         subject: this.opts.subjects.watchGroup(this.opts.self, w.token),
         gen: this.nextGen++,
         seq: 0,
+        told: this.liveNext - 1,
         lastSent: performance.now(),
         match: eventMatcher(w.filter),
         prev: w.req.prevValue === true,
@@ -424,10 +430,13 @@ export class WatchHub {
     const tree = this.opts.tree;
     const deadline = performance.now() + (this.opts.sliceMs ?? 20);
     let more = false;
+    // At least one read per pump, however short the slice: the pump always moves on.
+    let reads = 0;
+    const spent = () => reads++ > 0 && performance.now() > deadline;
     for (const w of [...this.waiting]) this.step(w, { type: 'tree.at', revision: tree.revision });
     if (this.groups.size === 0) this.liveNext = Math.max(this.liveNext, tree.revision + 1);
     while (this.liveNext <= tree.revision && this.groups.size > 0) {
-      if (performance.now() > deadline) {
+      if (spent()) {
         more = true;
         break;
       }
@@ -443,7 +452,7 @@ export class WatchHub {
       this.liveNext = batch.next;
     }
     for (const w of [...this.replaying]) {
-      if (performance.now() > deadline) {
+      if (spent()) {
         more = true;
         break;
       }
@@ -544,18 +553,23 @@ export class WatchHub {
     w.seq++;
     w.lastSent = performance.now();
     this.traffic.messages++;
-    this.publish(w.req.inbox, { id: w.req.id, seq: w.seq, revision, ...extra }, events);
+    const from = w.told + 1;
+    if (revision > w.told) w.told = revision;
+    this.publish(w.req.inbox, { id: w.req.id, seq: w.seq, revision, from, ...extra }, events);
   }
 
   private sendGroup(g: Group, events: Uint8Array, revision: number, progress = false): void {
     g.seq++;
     g.lastSent = performance.now();
     this.traffic.groupMessages++;
+    const from = g.told + 1;
+    if (revision > g.told) g.told = revision;
     const head: Omit<WatchGroupMessage, 'events'> = {
       group: g.token,
       gen: g.gen,
       seq: g.seq,
       revision,
+      from,
       ...(progress ? { progress: true } : {}),
     };
     this.publish(g.subject, head, events);

@@ -206,6 +206,8 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
   private readonly highWater: number;
   /** Resumes so far (for tests and metrics). */
   resumes = 0;
+  /** Of those, resumes because a message began past the next revision the stream lacked. */
+  revisionGaps = 0;
   /** The start a watch "from now" chose itself, until it delivered something. */
   private implicitFrom: number | null;
 
@@ -334,6 +336,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.lastHeard = performance.now();
     if (m.seq !== this.seq + 1) return this.resume(); // a message was lost
     this.seq = m.seq;
+    if (!m.error && this.lacks(m.from)) return;
     if (m.error) {
       const e = fromWire(m.error);
       if (e.code === 'WATCH_BEHIND') this.stall();
@@ -372,6 +375,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.lastHeard = performance.now();
     if (m.seq !== j.seq + 1) return this.resume(); // a message was lost
     j.seq = m.seq;
+    if (this.lacks(m.from)) return;
     this.take(m);
     if (this.items.length > this.highWater) this.stall();
     this.wake();
@@ -381,6 +385,19 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
   groupLost(): void {
     this.group = null;
     if (!this.ended) this.resume();
+  }
+
+  /**
+   * A message that accounts for revisions from `from` on, when the stream has not had every one
+   * below it: revisions went missing between two messages whose `seq` followed each other (a node
+   * that lost its place). Resumes from the first revision lacking, like a lost message; true if so.
+   */
+  private lacks(from: number | undefined): boolean {
+    if (typeof from !== 'number' || this.nextRevision === undefined || from <= this.nextRevision)
+      return false;
+    this.revisionGaps++;
+    this.resume();
+    return true;
   }
 
   private take(m: WatchMessage | WatchGroupMessage): void {

@@ -370,6 +370,13 @@ export interface WatchMessage {
   readonly id: string;
   readonly seq: number;
   readonly revision: number;
+  /**
+   * The first revision this message accounts for: it holds every event of the watch from `from`
+   * through `revision` (none, for a progress or join message: nothing happened since). A client
+   * whose next revision is below `from` lacks revisions: it resumes, as for a gap in `seq`.
+   * Absent on errors.
+   */
+  readonly from?: number;
   readonly progress?: boolean;
   readonly error?: { readonly code: string; readonly message: string; readonly [k: string]: unknown };
   /**
@@ -393,6 +400,8 @@ export interface WatchGroupMessage {
   readonly gen: number;
   readonly seq: number;
   readonly revision: number;
+  /** As in `WatchMessage`: the message accounts for every revision from `from` through `revision`. */
+  readonly from: number;
   readonly progress?: boolean;
   readonly events: readonly WatchEvent[];
 }

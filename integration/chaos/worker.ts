@@ -159,7 +159,7 @@ export async function runWorker(cfg: WorkerConfig): Promise<void> {
       record({
         t: 'note',
         at: now(),
-        text: `watch resumed (${resumes} so far) after revision ${watchedUpTo}`,
+        text: `watch resumed (${resumes} so far, ${watch.revisionGaps} for a revision gap) after revision ${watchedUpTo}`,
       });
     }
     flushWatch();

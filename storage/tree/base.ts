@@ -453,6 +453,14 @@ export abstract class BaseTree implements KeyTree {
     if (m !== null) {
       let bytes = 0;
       if (m.events.length > 0) {
+        // Revisions are consecutive, and history holds them in order: a watch reads it as the
+        // one source. A command that started at another revision than the one it ends at would
+        // break both (watches would skip or repeat a revision): the tree stops instead.
+        if (m.rev !== d.revision + 1) {
+          const err = new StorageFatalError(`apply of ${index} made revision ${m.rev} after ${d.revision}`);
+          this.fail(err);
+          throw err;
+        }
         d.revision = m.rev;
         for (const e of m.events) {
           d.history.push(e);
