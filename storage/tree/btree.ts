@@ -11,3 +11,11 @@ type BTreeClass = typeof BTreeModule.default;
 const require = createRequire(import.meta.url);
 export const BTree: BTreeClass = (require('sorted-btree') as { default: BTreeClass }).default;
 export type BTree<K, V> = BTreeModule.default<K, V>;
+
+/** Builds a tree from keys in strictly ascending order, in O(n) (throws `Error` otherwise). */
+export const bulkLoad: <K, V>(
+  keys: K[],
+  values: V[],
+  maxNodeSize: number,
+  compare: (a: K, b: K) => number,
+) => BTree<K, V> = (require('sorted-btree/extended/bulkLoad') as { bulkLoad: never }).bulkLoad;

@@ -5,7 +5,7 @@
 import type { SnapshotMeta } from '../../machines/raft/index.ts';
 import type { KeyValue } from '../../protocol/index.ts';
 import { CorruptedError } from '../errors.ts';
-import { BTree } from './btree.ts';
+import { BTree, bulkLoad } from './btree.ts';
 import { comparePaths } from './path.ts';
 import type { SessionFields } from './records.ts';
 import type { SessionInfo, StoredOutcome, TreeEvent } from './types.ts';
@@ -81,8 +81,26 @@ export interface TreeData {
   raftMeta: SnapshotMeta | null;
 }
 
+const NODE_SIZE = 64;
+
 export const newKeys = (): BTree<string, KeyValue> =>
-  new BTree<string, KeyValue>(undefined, comparePaths, 64);
+  new BTree<string, KeyValue>(undefined, comparePaths, NODE_SIZE);
+
+/**
+ * The key map of `keys` and their values, built in one O(n) pass when the keys come in path
+ * order (RocksDB's byte order is path order unless a key holds a character below '/'); else
+ * sorted first. Throws `Error` for a key given twice.
+ */
+export function keysFrom(keys: string[], values: KeyValue[]): BTree<string, KeyValue> {
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = comparePaths(keys[i - 1]!, keys[i]!) < 0;
+  if (!sorted) {
+    const order = keys.map((_, i) => i).sort((a, b) => comparePaths(keys[a]!, keys[b]!));
+    keys = order.map((i) => keys[i]!);
+    values = order.map((i) => values[i]!);
+  }
+  return bulkLoad(keys, values, NODE_SIZE, comparePaths);
+}
 
 export function emptyData(): TreeData {
   return {

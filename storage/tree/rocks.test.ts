@@ -78,6 +78,70 @@ test('RocksTree: applies survive a close without sync (unsynced writes reach the
   t.true(before.equals(await dumpOf(await again.snapshot())));
 });
 
+test('RocksTree: keys whose byte order is not path order load in path order (3006 keys: several batches of the scan)', async (t) => {
+  const dir = await tempDir(t);
+  const d = new Driver(await RocksTree.open(dir));
+  // '-' and '.' sort below '/' as bytes, above it as paths; 'é' is two bytes.
+  const names = ['a', 'a-b', 'a.c', 'a0', 'é', 'z'];
+  const keys: string[] = [];
+  for (let i = 0; i < 500; i++) for (const n of names) keys.push(`/${n}/${i}`);
+  for (const n of names) keys.push(`/${n}`);
+  for (let i = 0; i < keys.length; i += 100)
+    await d.tree.apply(++d.index, {
+      op: 'txn',
+      compare: [],
+      success: keys.slice(i, i + 100).map((key) => ({ op: 'put', key, value: bytes(key) })),
+      failure: [],
+    });
+  const before = d.tree.range('/', { limit: 10_000 }).kvs.map((kv) => kv.key);
+  await d.tree.close();
+  const again = await opened(t, dir);
+  const after = again.range('/', { limit: 10_000 }).kvs.map((kv) => kv.key);
+  t.is(after.length, keys.length);
+  t.deepEqual(after, before, 'the same keys in the same (path) order');
+  t.is(after.indexOf('/a/0') < after.indexOf('/a-b'), true, "'/' first");
+  for (const key of ['/a-b/499', '/é/7', '/a']) t.is(new TextDecoder().decode(again.get(key)?.value), key);
+});
+
+test('RocksDb.scan: entries in key order across batches, stops early on false, rethrows what the callback throws', async (t) => {
+  const db = await RocksDb.open(await tempDir(t));
+  t.teardown(() => db.close());
+  const ops = Array.from({ length: 2500 }, (_, i) => ({
+    type: 'put' as const,
+    key: Buffer.from(`x${String(i).padStart(5, '0')}`),
+    value: Buffer.from([i % 256]),
+  }));
+  await db.batch(ops, true);
+  const seen: string[] = [];
+  await db.scan({ gte: Buffer.from('x'), lt: Buffer.from('y') }, (k, v) => {
+    t.is(v[0], Number(k.toString().slice(1)) % 256);
+    seen.push(k.toString());
+    return undefined;
+  });
+  t.deepEqual(
+    seen,
+    ops.map((o) => o.key.toString()),
+  );
+  const strings: string[] = [];
+  await db.scan(
+    { gte: Buffer.from('x'), lt: Buffer.from('y') },
+    (k: string) => {
+      strings.push(k);
+      return strings.length < 1500 ? undefined : false;
+    },
+    'string',
+  );
+  t.deepEqual(strings, seen.slice(0, 1500));
+  await t.throwsAsync(
+    db.scan({ gte: Buffer.from('x') }, () => {
+      throw new RangeError('stop here');
+    }),
+    { instanceOf: RangeError },
+  );
+  // The database is still usable after each way of ending a scan.
+  t.is((await db.get(Buffer.from('x00007')))?.[0], 7);
+});
+
 test('RocksTree: a corrupted record is CORRUPTED on open', async (t) => {
   const dir = await tempDir(t);
   const d = new Driver(await RocksTree.open(dir));
