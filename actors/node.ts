@@ -109,6 +109,7 @@ export const defaultRaftOptions: Partial<RaftOptions> = {
   snapshotThreshold: 10_000,
   maxAppendEntries: 1024,
   maxInflight: 64,
+  commitNotice: true,
 };
 
 import {

@@ -140,7 +140,8 @@ function handleAppendEntries(d: Draft, m: AppendEntries): void {
 function handleHeartbeat(d: Draft, m: Heartbeat): void {
   const commit = Math.min(m.commit, lastIndex(d));
   if (commit > d.commit) d.commit = commit;
-  send(d, m.from, { type: 'raft.heartbeatResult', term: d.term, from: d.id, seq: m.seq });
+  if (m.quiet !== true)
+    send(d, m.from, { type: 'raft.heartbeatResult', term: d.term, from: d.id, seq: m.seq });
 }
 
 /** §7: a snapshot newer than our commit replaces the state machine and the log, unless our

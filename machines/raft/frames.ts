@@ -169,6 +169,7 @@ function message(v: unknown, from: string, what: string): Message {
         from,
         commit: nat(m.commit, `${what}.commit`),
         seq: nat(m.seq, `${what}.seq`),
+        ...(m.quiet === undefined ? {} : { quiet: bool(m.quiet, `${what}.quiet`) }),
       };
     case 'raft.heartbeatResult':
       return { type: m.type, term, from, seq: nat(m.seq, `${what}.seq`) };

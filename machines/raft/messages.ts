@@ -40,6 +40,8 @@ export interface Heartbeat {
   /** min(leader commit, follower match): never past what the follower is known to hold. */
   readonly commit: number;
   readonly seq: number;
+  /** A commit notice: the follower takes the commit index and does not answer. */
+  readonly quiet?: boolean;
 }
 
 export interface HeartbeatResult {

@@ -496,3 +496,49 @@ test('a snapshot leaves catch-up entries in the log: a follower a little behind 
   t.is(none.compactedTo, none.taken);
   t.is(none.restores, 1, 'without catch-up entries the same follower needs a snapshot');
 });
+
+test('commit notices: a follower learns a new commit index at once, in a quiet heartbeat it does not answer', (t) => {
+  for (const commitNotice of [false, true]) {
+    const c = new TestCluster(['a', 'b', 'c'], { commitNotice });
+    c.elect('a');
+    const [a, b, cc] = [c.node('a'), c.node('b'), c.node('c')];
+    a.step({ type: 'raft.propose', commands: [{ id: 'x', data: 'x' }] });
+    a.persistAll();
+    const index = lastIndex(a.view);
+    // The appends reach both followers; b answers first.
+    for (const s of a.drain()) c.node(s.to).step(s.message);
+    b.persistAll();
+    cc.persistAll();
+    const late = cc.drain();
+    for (const s of b.drain()) a.step(s.message);
+    t.is(a.ctx.commit, index, 'committed with b');
+    const notices = () =>
+      a
+        .drain()
+        .filter((s) => s.message.type === 'raft.heartbeat')
+        .map((s) => {
+          c.node(s.to).step(s.message);
+          const m = s.message as { commit: number; quiet?: boolean };
+          return [s.to, m.commit, m.quiet];
+        });
+    if (!commitNotice) {
+      t.deepEqual(notices(), [], 'off: the commit waits for the next append or heartbeat');
+      continue;
+    }
+    // b is told at once; c is not known to hold the entry yet, so it is told nothing new.
+    t.deepEqual(notices(), [['b', index, true]]);
+    t.is(b.ctx.commit, index);
+    // c's answer arrives after the commit: now c is told.
+    for (const s of late) a.step(s.message);
+    t.deepEqual(notices(), [['c', index, true]]);
+    t.is(cc.ctx.commit, index);
+    t.deepEqual(
+      [...b.drain(), ...cc.drain()].filter((s) => s.message.type === 'raft.heartbeatResult'),
+      [],
+      'a quiet heartbeat is not answered',
+    );
+    // Told once: the same answer again sends no notice.
+    for (const s of late) a.step(s.message);
+    t.deepEqual(notices(), []);
+  }
+});

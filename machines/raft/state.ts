@@ -167,6 +167,7 @@ export function newProgress(d: LogView): Progress {
     ackedSeq: 0,
     pendingSnapshot: 0,
     snapshotElapsed: 0,
+    toldCommit: 0,
   };
 }
 
