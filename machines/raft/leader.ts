@@ -136,7 +136,9 @@ function sendAppend(d: Draft, peer: NodeId, sendIfEmpty: boolean): boolean {
     },
     false,
   );
-  if (d.commit > pr.toldCommit) pr.toldCommit = d.commit;
+  // The follower takes the commit index up to the last entry of this append, if it matches.
+  const told = Math.min(d.commit, entries.length > 0 ? hi - 1 : prevIndex);
+  if (told > pr.toldCommit) pr.toldCommit = told;
   if (pr.state === 'replicate') {
     if (entries.length > 0) {
       pr.next = hi;
