@@ -210,9 +210,10 @@ export class Client implements AsyncDisposable {
   /**
    * The highest revision any answer to this client carried (its session's open, reads, writes):
    * a watch without `fromRevision` starts just after it, so it sees every write this client
-   * makes after calling `watch`, whichever reaches the cluster first.
+   * makes after calling `watch`, whichever reaches the cluster first. -1 until an answer carried
+   * one (0 is a revision: a new cluster's, which its session's open reports).
    */
-  seenRevision = 0;
+  seenRevision = -1;
   /** The connection's own session (reopened by itself after LOST), or null without one. */
   defaultSession: Session | null = null;
   closed = false;

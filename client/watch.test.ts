@@ -26,7 +26,10 @@ const event = (revision: number): WatchEvent =>
   ({ type: 'put', key: `/k/${revision}`, revision, value: new Uint8Array([1]) }) as unknown as WatchEvent;
 
 /** A stream whose node is the test: each watch request is answered at once from its start. */
-async function scripted(): Promise<Scripted> {
+async function scripted(
+  seenRevision = -1,
+  options: ConstructorParameters<typeof WatchStream>[4] = { fromRevision: 5, silenceMs: 60_000 },
+): Promise<Scripted> {
   const nc = await harness().connect('client');
   // The node's side publishes as a node does (clients may not publish to inboxes).
   const node = await harness().connect('peer');
@@ -35,7 +38,7 @@ async function scripted(): Promise<Scripted> {
   const client = {
     nc,
     inboxUser: 'client',
-    seenRevision: 0,
+    seenRevision,
     async requestAny(op: string, body: unknown) {
       if (op !== 'watch') return { cancelled: true };
       const r = body as ApiRequests['watch'];
@@ -52,7 +55,7 @@ async function scripted(): Promise<Scripted> {
       expired: () => {},
     },
     { prefix: '/k/' },
-    { fromRevision: 5, silenceMs: 60_000 },
+    options,
   );
   await waitFor(() => requests.length === 1, { what: 'the first watch request' });
   return {
@@ -118,4 +121,19 @@ test('a gap in seq makes the stream resume from the revision after the last mess
   t.is(s.requests[1]!.fromRevision, 7);
   t.is(s.stream.revisionGaps, 0);
   await s.stream.return?.();
+});
+
+test('a watch from now starts after the last revision the client heard of, 0 included (a new cluster)', async (t) => {
+  // A new cluster's session open reports revision 0: the watch starts at 1, so the client's
+  // first write is in it even if it reaches the cluster before the watch does.
+  const fresh = await scripted(0, { silenceMs: 60_000 });
+  t.is(fresh.requests[0]!.fromRevision, 1);
+  await fresh.stream.return?.();
+  const later = await scripted(41, { silenceMs: 60_000 });
+  t.is(later.requests[0]!.fromRevision, 42);
+  await later.stream.return?.();
+  // Nothing heard yet (no session, no answer): the node's current revision.
+  const unknown = await scripted(-1, { silenceMs: 60_000 });
+  t.is(unknown.requests[0]!.fromRevision, undefined);
+  await unknown.stream.return?.();
 });

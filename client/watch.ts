@@ -232,7 +232,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     // "From now": from just after the last revision this client heard of, so every write it
     // makes after this call is seen, even one that reaches the cluster before the watch does.
     const implicit =
-      options.fromRevision === undefined && client.seenRevision > 0 ? client.seenRevision + 1 : undefined;
+      options.fromRevision === undefined && client.seenRevision >= 0 ? client.seenRevision + 1 : undefined;
     this.nextRevision = options.fromRevision ?? implicit;
     this.implicitFrom = implicit ?? null;
     this.highWater = options.highWater ?? 10_000;
