@@ -11,6 +11,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import test from 'ava';
+import { nextRandom } from '../machines/raft/prng.ts';
 import type { WatchEvent, WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/index.ts';
 import { decodeEnvelope, subjects } from '../protocol/index.ts';
 import { MemoryTree } from '../storage/index.ts';
@@ -33,14 +34,13 @@ class RecordingNats {
   }
 }
 
+/** The seeded generator the Raft machine uses, as a stream. */
 function prng(seed: number): () => number {
-  let s = seed >>> 0;
+  let state = seed;
   return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    const [value, next] = nextRandom(state);
+    state = next;
+    return value;
   };
 }
 

@@ -10,7 +10,7 @@
  *   npm run bench:inspect   (the same, A without inspection, B with `--inspect`)
  *   npm run bench:ab -- --a-root ../before --b= …   (A runs the build of another checkout)
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +19,7 @@ import { natsCredentials } from '../cluster/nats-server.ts';
 import { inboxPrefix, subjects } from '../protocol/index.ts';
 import type { InspectBatch } from '../protocol/inspection.ts';
 import { startBenchCluster } from './lib.ts';
+import { rssMiB } from './systems/procs.ts';
 import { VALUE } from './systems/types.ts';
 import { closedLoop, sequential } from './workloads.ts';
 
@@ -73,16 +74,6 @@ interface Run {
   readonly peakRssMiB: number;
 }
 
-/** A process's peak resident memory (VmHWM), MiB; 0 when unreadable. */
-function peakRss(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
 async function once(side: 'a' | 'b'): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ensemble-bench-inspect-'));
   const cluster = await startBenchCluster(
@@ -127,7 +118,7 @@ async function once(side: 'a' | 'b'): Promise<Run> {
       droppedPerSec: per(dropped, counted0.dropped),
     };
     const seq = await sequential((i) => c.put(`/bench/k${i}`, VALUE), 500);
-    const peakRssMiB = Math.max(...cluster.ids.map((id) => peakRss(cluster.pid(id))));
+    const peakRssMiB = Math.max(...cluster.ids.map((id) => rssMiB(cluster.pid(id), 'VmHWM') ?? 0));
     await c.close();
     await admin.close();
     return {

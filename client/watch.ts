@@ -336,7 +336,6 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
     this.lastHeard = performance.now();
     if (m.seq !== this.seq + 1) return this.resume(); // a message was lost
     this.seq = m.seq;
-    if (!m.error && this.lacks(m.from)) return;
     if (m.error) {
       const e = fromWire(m.error);
       if (e.code === 'WATCH_BEHIND') this.stall();
@@ -350,6 +349,7 @@ export class WatchStream implements AsyncIterableIterator<WatchItem> {
       } else this.fail(e);
       return;
     }
+    if (this.lacks(m.from)) return;
     this.take(m);
     this.marks.push({ end: this.queued, seq: m.seq });
     this.consumed();

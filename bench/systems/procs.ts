@@ -289,10 +289,10 @@ export function cpuMs(pid: number): number | null {
   }
 }
 
-/** Resident set size of `pid` in MiB, or null once it is gone. */
-export function rssMiB(pid: number): number | null {
+/** Resident set size of `pid` in MiB (`VmHWM`: its peak so far), or null once it is gone. */
+export function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number | null {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
   } catch {
     return null;

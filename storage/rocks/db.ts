@@ -8,13 +8,19 @@ import { dirname } from 'node:path';
 import rocksdb, { type BatchOp, type ChainedBatch, type RangeOptions, type RocksDB } from 'rocksdb';
 import { storageFatal } from '../errors.ts';
 
-/** The binding under `rocksdb`'s iterator, for reading a batch of entries whole (see `scan`). */
-const binding = createRequire(import.meta.url)('rocksdb/binding.js') as {
-  iterator_next?(
-    context: unknown,
-    done: (err: Error | null, entries: Buffer[], finished: boolean) => void,
-  ): void;
-};
+/**
+ * The binding call under `rocksdb`'s iterator (5.2, as the lock file has it), for reading a
+ * batch of entries whole (see `scan`): an upgrade that drops it fails at load, not in a scan.
+ */
+const iteratorNext = (
+  createRequire(import.meta.url)('rocksdb/binding.js') as {
+    iterator_next: (
+      context: unknown,
+      done: (err: Error | null, entries: Buffer[], finished: boolean) => void,
+    ) => void;
+  }
+).iterator_next;
+if (typeof iteratorNext !== 'function') throw new TypeError('rocksdb/binding.js has no iterator_next');
 
 export type { BatchOp, ChainedBatch, RangeOptions };
 
@@ -132,40 +138,25 @@ export class RocksDb {
         ...(keys === 'string' ? { keyAsBuffer: false } : {}),
       });
       const finish = (err?: Error | null) => it.end((endErr) => done(err ?? endErr));
-      const context = (it as unknown as { context?: unknown }).context;
-      const readBatch = binding.iterator_next;
-      if (context !== undefined && typeof readBatch === 'function') {
-        // A batch of up to 1000 entries at a time, taken whole: the iterator's own `next` costs a
-        // `nextTick` per entry (a third of the load of a large tree was spent there and idle).
-        const batch = () =>
-          readBatch(context, (err, entries, finished) => {
-            if (err) return finish(err);
-            try {
-              // The binding lays a batch out last entry first: key, then value, from the end.
-              for (let i = entries.length - 1; i > 0; i -= 2)
-                if (onEntry(entries[i]!, entries[i - 1]!) === false) return finish();
-            } catch (thrown) {
-              failure = thrown;
-              return finish();
-            }
-            if (finished) return finish();
-            batch();
-          });
-        return batch();
-      }
-      const step = () =>
-        it.next((err, key, value) => {
+      const context = (it as unknown as { context: unknown }).context;
+      // A batch of up to 1000 entries at a time, taken whole, the way the iterator's own `next`
+      // fills its cache, but without its `nextTick` per entry (a third of the load of a large
+      // tree was spent there and idle).
+      const batch = () =>
+        iteratorNext(context, (err, entries, finished) => {
           if (err) return finish(err);
-          if (key === undefined || value === undefined) return finish();
           try {
-            if (onEntry(key, value) === false) return finish();
+            // The binding lays a batch out last entry first: key, then value, from the end.
+            for (let i = entries.length - 1; i > 0; i -= 2)
+              if (onEntry(entries[i]!, entries[i - 1]!) === false) return finish();
           } catch (thrown) {
             failure = thrown;
             return finish();
           }
-          step();
+          if (finished) return finish();
+          batch();
         });
-      step();
+      batch();
     });
     if (failure !== undefined) throw failure;
   }
