@@ -11,7 +11,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import test from 'ava';
-import { nextRandom } from '../machines/raft/prng.ts';
+import { nextRandom } from '../machines/raft/index.ts';
 import type { WatchEvent, WatchGroupMessage, WatchMessage, WatchRequest } from '../protocol/index.ts';
 import { decodeEnvelope, subjects } from '../protocol/index.ts';
 import { MemoryTree } from '../storage/index.ts';
